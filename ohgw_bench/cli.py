@@ -1,0 +1,152 @@
+"""``ohgw-bench <verb> ...``: one handler per verb; user errors become one line on stderr, exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+class UserError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, non-zero exit, never a traceback
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parse_sets(items: list[str]) -> dict[str, float]:
+    from .space import PSI_KEYS
+    out = {}
+    for it in items or []:
+        key, eq, val = it.partition("=")
+        if not eq:
+            raise UserError(f"--set expects key=value, but got {it!r}")
+        if key not in PSI_KEYS:
+            raise UserError(f"--set key {key!r} is not a hyperparameter; valid keys are {list(PSI_KEYS)}")
+        try:
+            out[key] = float(val)
+        except ValueError:
+            raise UserError(f"--set {key}={val!r} is not a number") from None
+    return out
+
+
+def _json_line(row: dict) -> str:
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    return json.dumps(clean, sort_keys=False)
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from . import provenance, space
+    from .data import task_data
+    from .tasks import get_task
+    from .trainer import Trial, default_device
+    from .warmstart import WarmStart
+
+    task = get_task(args.task)
+    psi = space.center() | {"log10_lr": -1.0, "log10_wd": -3.3, "momentum": 0.9, "ra_magnitude": 9.0,
+                            "label_smoothing": 0.1}
+    psi.update(_parse_sets(args.set))
+    psi = space.check_psi(psi)
+    ws = WarmStart.parse(args.warm_start)
+    epochs = args.epochs or task.max_epochs
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else default_device()
+    data = task_data(task, args.data_root)
+    run_dir = Path(args.out or f"runs/train-{task.name}-s{args.seed}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trial = Trial(task, psi, args.seed, data, device=device, warm_start=ws, count_flops=args.flops)
+    rows = []
+
+    def report(row):
+        rows.append(row)
+        print(_json_line(row), flush=True)
+
+    trial.run(epochs, report)
+    import pandas as pd
+    from .results import write_json_atomic, write_parquet_atomic
+    write_parquet_atomic(pd.DataFrame(rows), run_dir / "curves.parquet")
+    write_json_atomic({"task": task.to_dict(), "psi": psi, "psi_effective": trial.psi, "seed": args.seed,
+                       "epochs": epochs, "warm_start": ws.spec(), "device": str(device),
+                       "warm_start_record": trial.ws.to_dict() if trial.ws else None,
+                       **provenance.collect(device)}, run_dir / "run.json")
+    print(f"wrote {run_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_hypergrad(args) -> int:
+    import torch
+
+    from . import space
+    from .data import task_data
+    from .hgcost import measure
+    from .tasks import get_task
+    from .trainer import default_device
+
+    task = get_task(args.task)
+    psi = {"log10_lr": -1.0, "log10_wd": -3.3, "momentum": 0.9, "ra_magnitude": 9.0, "label_smoothing": 0.1}
+    psi.update(_parse_sets(args.set))
+    psi = space.check_psi(psi)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else default_device()
+    data = task_data(task, args.data_root)
+    out = measure(task, psi, args.seed, data, device, n_batches=args.batches, repeats=args.repeats)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ohgw-bench", description=__doc__)
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train one configuration; one JSON line per epoch")
+    t.add_argument("--task", required=True)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=None, help="default: the task's maximum budget")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a ψ hyperparameter, e.g. log10_lr=-1.5")
+    t.add_argument("--warm-start", default="none", help="none | random | hypergradient:eta=1e-3,steps=1,rule=raw")
+    t.add_argument("--data-root", default=None)
+    t.add_argument("--out", default=None, help="run directory (default runs/train-TASK-sSEED)")
+    t.add_argument("--device", default=None)
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--flops", action="store_true", help="count the warm start's FLOPs")
+    t.set_defaults(fn=cmd_train)
+
+    h = sub.add_parser("hypergrad", help="the five hyper-gradients at initialisation and their cost ratios")
+    h.add_argument("--task", required=True)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--set", action="append", metavar="KEY=VALUE")
+    h.add_argument("--batches", type=int, default=4)
+    h.add_argument("--repeats", type=int, default=5, help="timing repeats")
+    h.add_argument("--data-root", default=None)
+    h.add_argument("--device", default=None)
+    h.add_argument("--threads", type=int, default=0)
+    h.set_defaults(fn=cmd_hypergrad)
+
+    from . import cli_more
+    cli_more.add_verbs(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"ohgw-bench {args.verb}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ohgw-bench {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -155,8 +155,29 @@ def _resize_u8(x: np.ndarray, res: int) -> torch.Tensor:
 
 
 def task_data(task: Task, data_root=None, download: bool = False, arrays: dict | None = None) -> TaskData:
-    """Stratified train/val split (fixed by task.split_seed), test subset, resize, label noise."""
-    a = arrays if arrays is not None else load_cifar10(data_root, download)
+    """Stratified train/val split (fixed by task.split_seed), test subset, resize, label noise.
+
+    Small tasks are cached as tensors too: every trial process (and every resume) loads them, and
+    decoding the full arrays would dominate a 2-second epoch."""
+    if arrays is None:
+        import dataclasses
+        root = resolve_data_root(data_root)
+        key = hashlib.sha1(f"{root.resolve()}|{sorted(dataclasses.asdict(task).items())}".encode()).hexdigest()[:12]
+        cache = cache_dir() / f"task-{task.name}-{key}.pt"
+        if cache.exists():
+            try:
+                return TaskData(**torch.load(cache, weights_only=True))
+            except Exception:
+                cache.unlink(missing_ok=True)
+        td = task_data(task, data_root, download, load_cifar10(data_root, download))
+        if task.n_train <= 10_000:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".tmp{os.getpid()}")
+            torch.save({k: getattr(td, k) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y",
+                                                    "mean", "std", "n_flipped")}, tmp)
+            os.replace(tmp, cache)
+        return td
+    a = arrays
     rng = np.random.default_rng(task.split_seed)
     n_pool = len(a["train_y"])
     if task.n_train + task.n_val > n_pool:

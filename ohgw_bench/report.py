@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -259,7 +260,9 @@ def _new_fig(n_panels: int, width: float = 4.8, height: float = 3.6):
     return fig, axes[:max(1, n_panels)]
 
 
-def _save(fig, out: Path, name: str) -> dict:
+def _save(fig, out: Path, name: str, title: str) -> dict:
+    # Suptitles carry n and are long; wrap them to the figure's width instead of clipping them.
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 10)))
     files = []
     for ext in ("png", "pdf"):
         p = out / f"fig_{name}.{ext}"
@@ -304,8 +307,8 @@ def _fig_best_vs_time(ctx: _Ctx, out: Path) -> dict:
         ax.axhline(tau, color="k", ls="--", lw=0.8, label=f"τ = {tau:.4f}")
         ax.set(xlabel=f"replicate time ({unit})", ylabel="best val acc so far", title=_gtitle(g))
         ax.legend(fontsize=8)
-    fig.suptitle("Best validation accuracy vs time: median, IQR band over seeds (n per legend)")
-    return _save(fig, out, "a_best_val_vs_time")
+    return _save(fig, out, "a_best_val_vs_time",
+                 "Best validation accuracy vs time: median, IQR band over seeds (n per legend)")
 
 
 def _fig_t_tau(ctx: _Ctx, out: Path) -> dict:
@@ -328,9 +331,9 @@ def _fig_t_tau(ctx: _Ctx, out: Path) -> dict:
         labels = [f"{v}\nn={int((gm['variant'] == v).sum())}, "
                   f"{int(gm.loc[gm['variant'] == v, 'censored'].sum())} cens." for v in vs]
         ax.set_xticks(range(1, len(vs) + 1), labels, fontsize=8)
+        ax.axhline(float(gm["budget_s"].max()) / scale, color="grey", ls=":", lw=0.8)
         ax.set(ylabel=f"T@τ ({unit})", title=f"{_gtitle(g)}, τ = {ctx.taus[g[0]]['tau']:.4f}")
-    fig.suptitle("Time to reach τ per seed (x = censored: τ not reached, shown at the budget)")
-    return _save(fig, out, "b_t_tau")
+    return _save(fig, out, "b_t_tau", "Time to reach τ per seed (x = censored: τ not reached, shown at the budget)")
 
 
 def _fig_survival(ctx: _Ctx, out: Path) -> dict:
@@ -350,8 +353,7 @@ def _fig_survival(ctx: _Ctx, out: Path) -> dict:
             ax.set_xscale("log")
         ax.set(xlabel="epoch milestone", ylabel="share of trials reaching it", ylim=(0, 1.05), title=_gtitle(g))
         ax.legend(fontsize=8)
-    fig.suptitle("Rung survival: share of trials (pooled over seeds) reaching each epoch")
-    return _save(fig, out, "c_rung_survival")
+    return _save(fig, out, "c_rung_survival", "Rung survival: share of trials (pooled over seeds) reaching each epoch")
 
 
 def _kind(spec: str) -> str:
@@ -381,11 +383,12 @@ def _fig_hypergrad(ctx: _Ctx, out: Path) -> dict:
     pr = pr[np.isfinite(pr["var_hg_abs_log10_lr"].to_numpy(float))]
     if pr.empty:
         return {"skipped": "hg_log10_lr is NaN for every hypergradient trial (no hyper-gradients recorded)"}
-    fig, axes = _new_fig(1, width=6.0, height=4.2)
+    fig, axes = _new_fig(1, width=8.0, height=4.2)
     ax = axes[0]
     col = _colors(ctx.variants)
     multi = len(ctx.groups) > 1
     unit, scale = _time_unit(float(ctx.metrics["budget_s"].max()))
+    markers = dict(zip(ctx.groups, "osD^vP*X"))
     for key, d in pr.groupby(["task", "scheduler", "variant"], sort=False):
         x = d["var_hg_abs_log10_lr"].to_numpy(float)
         y = (d["base_t_tau_s"] - d["var_t_tau_s"]).to_numpy(float) / scale
@@ -394,14 +397,16 @@ def _fig_hypergrad(ctx: _Ctx, out: Path) -> dict:
         if len(d) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
             rho = f", Spearman ρ = {spearmanr(x, y).statistic:.2f}"
         label = f"{key[2]}{' [' + _gtitle(key[:2]) + ']' if multi else ''} (n={len(d)}{rho})"
-        ax.scatter(x[~cens], y[~cens], s=14, color=col[key[2]], label=label)
-        ax.scatter(x[cens], y[cens], s=14, facecolors="none", edgecolors=col[key[2]])
+        mk = markers.get(tuple(key[:2]), "o")
+        ax.scatter(x[~cens], y[~cens], s=14, marker=mk, color=col[key[2]], label=label)
+        ax.scatter(x[cens], y[cens], s=14, marker=mk, facecolors="none", edgecolors=col[key[2]])
     ax.axhline(0, color="k", lw=0.6)
     ax.set(xlabel="median |∂J/∂log10 lr| over the replicate's trials",
-           ylabel=f"paired benefit T@τ base − variant ({unit})",
-           title=f"Hyper-gradient magnitude vs benefit (n = {len(pr)} pairs; open = a side censored)")
-    ax.legend(fontsize=8)
-    return _save(fig, out, "d_hypergrad_vs_benefit")
+           ylabel=f"paired benefit T@τ base − variant ({unit})")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return _save(fig, out, "d_hypergrad_vs_benefit",
+                 f"Hyper-gradient magnitude vs paired T@τ benefit (n = {len(pr)} seed pairs; "
+                 "open marker = τ not reached on one side)")
 
 
 def _fig_eta(ctx: _Ctx, out: Path) -> dict:
@@ -447,8 +452,7 @@ def _fig_eta(ctx: _Ctx, out: Path) -> dict:
         ax.set(xlabel="log10 η_h", ylabel="1 − T@τ(variant) / T@τ(baseline)",
                title=f"{_gtitle((task, sched))}, {steps} step(s)")
         ax.legend(fontsize=8)
-    fig.suptitle("η_h sensitivity: per-seed T@τ reduction, median ± IQR per η_h (n annotated)")
-    return _save(fig, out, "e_eta_sensitivity")
+    return _save(fig, out, "e_eta_sensitivity", "η_h sensitivity: per-seed T@τ reduction, median ± IQR per η_h (n annotated)")
 
 
 def _fig_label_noise(ctx: _Ctx, out: Path) -> dict:
@@ -470,16 +474,15 @@ def _fig_label_noise(ctx: _Ctx, out: Path) -> dict:
             err = np.abs(np.vstack([y - ct["reduction_ci_low"].to_numpy(float),
                                     ct["reduction_ci_high"].to_numpy(float) - y]))
             x = np.arange(len(vs)) + (j - (len(tasks) - 1) / 2) * w
-            ns = ct["n"].fillna(0).astype(int).tolist()
-            ax.bar(x, y, width=w, yerr=np.nan_to_num(err), capsize=3,
-                   label=f"{t} (n={min(ns) if ns else 0}–{max(ns) if ns else 0} pairs)")
+            ns = sorted(set(ct["n"].fillna(0).astype(int)))
+            n_txt = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+            ax.bar(x, y, width=w, yerr=np.nan_to_num(err), capsize=3, label=f"{t} (n={n_txt} pairs)")
         ax.axhline(0, color="k", lw=0.6)
         ax.axhline(0.15, color="grey", ls="--", lw=0.8, label="15 % criterion")
         ax.set_xticks(range(len(vs)), vs, fontsize=8)
         ax.set(ylabel="median T@τ reduction vs baseline", title=sched or "all")
         ax.legend(fontsize=8)
-    fig.suptitle("Speed-up per task: 1 − median ratio, 95 % paired-bootstrap CI")
-    return _save(fig, out, "f_label_noise")
+    return _save(fig, out, "f_label_noise", "Speed-up per task: 1 − median ratio, 95 % paired-bootstrap CI")
 
 
 # ---------------------------------------------------------------- summary.json

@@ -1,0 +1,145 @@
+"""make_report on a tiny synthetic results store (2 variants x 4 seeds x 3 trials x 3 epochs)."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ohgw_bench.report import _resolve_baseline, make_report
+from ohgw_bench.results import REPLICATE_COLUMNS, conform, write_parquet_atomic
+from ohgw_bench.space import PSI_KEYS
+
+BUDGET = 100.0
+OHGW_SPEC = "hypergradient:eta=0.001,steps=1,rule=raw,batches=1"
+# Final best val acc per seed. Baseline median (0.82 + 0.84)/2 = 0.83 = auto τ; baseline seeds 0
+# and 1 never reach it (2 censored), the variant misses it only on seed 0 (1 censored).
+FINALS = {"baseline": [0.80, 0.82, 0.84, 0.86], "ohgw-1step": [0.815, 0.835, 0.855, 0.875]}
+SPECS = {"baseline": "none", "ohgw-1step": OHGW_SPEC}
+
+
+def write_store(d, variants=FINALS, specs=SPECS, config_extra=None):
+    """Trial k of a replicate ends at final − 0.02k; epoch e at val final_k − 0.1(3 − e)."""
+    rows, reps = [], []
+    for v, finals in variants.items():
+        speed = 1.0 if specs[v] == "none" else 0.8
+        for seed, final in enumerate(finals):
+            for k in range(3):
+                for e in (1, 2, 3):
+                    val = final - 0.02 * k - 0.1 * (3 - e)
+                    rows.append(dict(
+                        backend="surrogate", task="cifar10-mini", variant=v, scheduler="asha", seed=seed,
+                        trial_id=k, epoch=e, val_acc=val, test_acc=val - 0.01 if e in (1, 3) else np.nan,
+                        elapsed_s=(10.0 * e + 3.0 * k) * speed, epoch_time=10.0, status="completed",
+                        warm_start=specs[v], ws_cost_s=0.0 if specs[v] == "none" else 0.1,
+                        **{f"x_{p}": 0.1 * k for p in PSI_KEYS},
+                        **{f"xp_{p}": 0.1 * k + (0.0 if specs[v] == "none" else 0.01) for p in PSI_KEYS},
+                        **{f"hg_{p}": (np.nan if specs[v] == "none" else 1.0 + seed) for p in PSI_KEYS}))
+            reps.append(dict(variant=v, scheduler="asha", seed=seed, n_trials=3, n_results=9, wall_s=1.0,
+                             budget_s=BUDGET, n_workers=2, flops_total=np.nan))
+    d.mkdir(parents=True, exist_ok=True)
+    write_parquet_atomic(conform(pd.DataFrame(rows)), d / "results.parquet")
+    write_parquet_atomic(conform(pd.DataFrame(reps), REPLICATE_COLUMNS), d / "replicates.parquet")
+    cfg = {"name": "tiny", "task": "cifar10-mini", "backend": "surrogate", "schedulers": ["asha"],
+           "variants": dict(specs), "seeds": "0:4", "n_workers": 2, "budget_s": BUDGET,
+           "report": {"tau": "auto", "tau_quantile": 0.5, "baseline": "baseline"}}
+    cfg.update(config_extra or {})
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (d / "provenance.json").write_text(json.dumps({"git_revision": "deadbeef", "device_name": "cpu",
+                                                   "versions": {"numpy": np.__version__}}))
+    return d
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    d = write_store(tmp_path_factory.mktemp("store"))
+    return d, make_report(d, show_progress=False, n_boot=200)
+
+
+def test_report_writes_all_files_into_results_dir_report(report):
+    d, out = report
+    rep = d / "report"
+    assert out["out_dir"] == str(rep)
+    for name in ("report.md", "summary.json", "metrics.parquet"):
+        assert (rep / name).stat().st_size > 0
+    # a, b, c always; d because the variant recorded hyper-gradients.
+    for fig in ("a_best_val_vs_time", "b_t_tau", "c_rung_survival", "d_hypergrad_vs_benefit"):
+        for ext in ("png", "pdf"):
+            assert (rep / f"fig_{fig}.{ext}").stat().st_size > 0
+
+
+def test_report_skips_figures_without_data_with_a_note(report):
+    _, out = report
+    # One η_h and one task: no sensitivity fit, no label-noise comparison.
+    assert "η_h" in out["figures"]["e_eta_sensitivity"]["skipped"]
+    assert "one task" in out["figures"]["f_label_noise"]["skipped"]
+    md = (report[0] / "report" / "report.md").read_text()
+    assert "e_eta_sensitivity**: skipped" in md
+
+
+def test_summary_has_tau_n_and_censoring(report):
+    d, _ = report
+    s = json.loads((d / "report" / "summary.json").read_text())
+    assert s["tau"] == pytest.approx(0.83)          # median of 0.80, 0.82, 0.84, 0.86
+    assert s["baseline"] == "baseline" and s["n_replicates"] == 8
+    pv = {r["variant"]: r for r in s["per_variant"]}
+    assert pv["baseline"]["n"] == 4 and pv["ohgw-1step"]["n"] == 4
+    assert pv["baseline"]["n_censored"] == 2 and pv["ohgw-1step"]["n_censored"] == 1
+    # Baseline T@τ = 100 (censored), 100 (censored), 30, 30 s -> median 65 s.
+    assert pv["baseline"]["t_tau_s"]["median"] == pytest.approx(65.0)
+    assert {r["criterion"] for r in s["verdict"]} == {"t_tau_reduction", "test_acc_drop", "overhead_share",
+                                                      "t_tau_std_ratio", "overall"}
+    assert s["tests"][0]["n"] == 4
+
+
+def test_metrics_parquet_one_row_per_replicate(report):
+    d, _ = report
+    m = pd.read_parquet(d / "report" / "metrics.parquet")
+    assert len(m) == 8 and set(m["variant"]) == set(FINALS)
+    # Variant seed 1 reaches 0.835 >= 0.83 at epoch 3 of trial 0: 30 s * 0.8 = 24 s.
+    row = m[(m["variant"] == "ohgw-1step") & (m["seed"] == 1)].iloc[0]
+    assert row["t_tau_s"] == pytest.approx(24.0) and not row["censored"]
+
+
+def test_report_md_states_n_and_provenance(report):
+    md = (report[0] / "report" / "report.md").read_text()
+    assert "n=4" in md and "deadbeef" in md and "censored" in md and "Verdict" in md
+
+
+def test_missing_named_baseline_raises(tmp_path):
+    d = write_store(tmp_path / "s", config_extra={"report": {"baseline": "plain"}})
+    with pytest.raises(ValueError, match=r"'plain'.*variants present.*baseline"):
+        make_report(d, show_progress=False)
+
+
+def test_no_baseline_at_all_raises(tmp_path):
+    finals = {"ohgw-1step": FINALS["ohgw-1step"]}
+    d = write_store(tmp_path / "s", variants=finals, specs={"ohgw-1step": OHGW_SPEC})
+    with pytest.raises(ValueError, match="no baseline variant.*ohgw-1step"):
+        make_report(d, show_progress=False)
+
+
+def test_configured_variant_without_results_raises(tmp_path):
+    d = write_store(tmp_path / "s", config_extra={"variants": {**SPECS, "ohgw-3step": "hypergradient:steps=3"}})
+    with pytest.raises(ValueError, match=r"\['ohgw-3step'\].*variants present"):
+        make_report(d, show_progress=False)
+
+
+def test_baseline_falls_back_to_first_variant_without_warm_start():
+    # No variant is named "baseline": the first whose warm_start is "none" is the baseline.
+    res = pd.DataFrame({"variant": ["ohgw", "plain"], "warm_start": [OHGW_SPEC, "none"]})
+    assert _resolve_baseline(res, {}, ["ohgw", "plain"]) == "plain"
+
+
+def test_not_a_results_dir_raises(tmp_path):
+    with pytest.raises(ValueError, match="no results.parquet"):
+        make_report(tmp_path, show_progress=False)
+
+
+def test_summary_json_is_strict_json(report):
+    # NaN is not JSON; the summary must load with a strict parser.
+    text = (report[0] / "report" / "summary.json").read_text()
+    json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert not any(isinstance(v, float) and math.isnan(v) for v in json.loads(text)["per_variant"][0].values()
+                   if isinstance(v, float))

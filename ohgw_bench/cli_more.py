@@ -22,6 +22,7 @@ def add_verbs(sub) -> None:
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(fn=cmd_collect)
     add_sweep(sub)
+    add_fit(sub)
 
 
 def _overrides(items) -> dict:
@@ -72,3 +73,59 @@ def add_sweep(sub) -> None:
     s.add_argument("--no-report", action="store_true")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(fn=cmd_sweep)
+
+
+def cmd_fit(args) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .fidelity import config_fidelity, format_markdown, heldout_split
+    from .results import write_json_atomic
+    from .surrogate import fit_surrogate
+    from .tasks import get_task
+    d = Path(args.directory)
+    cur, hg = d / "curves.parquet", d / "hypergrads.parquet"
+    for f in (cur, hg):
+        if not f.exists():
+            raise ValueError(f"surrogate data directory {str(d)!r} lacks {f.name} (run `ohgw-bench collect` first)")
+    curves, hgs = pd.read_parquet(cur), pd.read_parquet(hg)
+    import yaml
+    task_name = yaml.safe_load((d / "collect.yaml").read_text())["task"] if (d / "collect.yaml").exists() else args.task
+    task = get_task(task_name)
+    startup = args.startup_s
+    if args.overhead_from:
+        from .overhead import startup_overhead
+        startup = startup_overhead(args.overhead_from)["median_s"]
+    # 1) fidelity: fit on the training split, score on held-out configurations
+    train, held = heldout_split(curves, args.heldout, seed=args.seed)
+    htrain, hheld = heldout_split(hgs.rename(columns={"hg_config_id": "config_id", "batch": "seed"}),
+                                  args.heldout, seed=args.seed)
+    sur_t = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed,
+                          startup_s=startup, config_ids=train, hg_config_ids=htrain)
+    fid = config_fidelity(sur_t, curves[curves["config_id"].isin(held)], hgs[hgs["hg_config_id"].isin(hheld)],
+                          seed=args.seed)
+    # 2) the shipped artifact: refit on all data
+    sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup)
+    sur.meta["fidelity_heldout"] = fid
+    sur.meta["heldout_fraction"] = args.heldout
+    sur.save(d)
+    write_json_atomic(fid, d / "fidelity.json")
+    (d / "fidelity.md").write_text(format_markdown(fid, f"Surrogate fidelity: {task.name} (held-out {args.heldout:.0%} "
+                                                   f"of configurations; shipped model refit on all data)"))
+    print(json.dumps({k: v for k, v in fid.items() if not isinstance(v, dict)}, indent=2))
+    print(f"wrote {d / 'surrogate.npz'}, {d / 'surrogate.json'}, {d / 'fidelity.md'}", file=sys.stderr)
+    return 0
+
+
+def add_fit(sub) -> None:
+    f = sub.add_parser("fit", help="fit the surrogate on collected real runs; writes the artifact and a fidelity report")
+    f.add_argument("directory", help="e.g. surrogates/cifar10-mini")
+    f.add_argument("--task", default=None, help="only if the directory lacks collect.yaml")
+    f.add_argument("--rank", type=int, default=4)
+    f.add_argument("--heldout", type=float, default=0.2)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--startup-s", type=float, default=0.0, help="per-(re)start overhead of a real trial process")
+    f.add_argument("--overhead-from", default=None, help="measure the start-up overhead from a real results dir")
+    f.set_defaults(fn=cmd_fit)

@@ -63,7 +63,6 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     results, replicates, cfg = load(rdir)
     cfg = cfg or {}
     out = Path(out_dir) if out_dir is not None else rdir / "report"
-    out.mkdir(parents=True, exist_ok=True)
     prov = _read_json(rdir / "provenance.json")
     rep_cfg = cfg.get("report") or {}
 
@@ -82,6 +81,7 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
                              f"{g[1]!r}; variants present there: {sorted(sub['variant'].unique())}")
 
     taus = _taus(results, baseline, rep_cfg)
+    out.mkdir(parents=True, exist_ok=True)   # only once the inputs passed every check
     metrics = stats.per_replicate_metrics(
         results, replicates, {t: v["tau"] for t, v in taus.items()},
         default_budget=_num(cfg.get("budget_s")), n_workers=_num(cfg.get("n_workers")),
@@ -95,7 +95,7 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     noise = _label_noise_table(comparison)
 
     ctx = _Ctx(results=results, metrics=metrics, comparison=comparison, trials=trials, baseline=baseline,
-               variants=variants, groups=groups, taus=taus, noise=noise)
+               variants=variants, groups=groups, taus=taus, noise=noise, n_boot=n_boot)
     figures = {
         "a_best_val_vs_time": _fig_best_vs_time(ctx, out),
         "b_t_tau": _fig_t_tau(ctx, out),
@@ -189,7 +189,11 @@ def _resolve_baseline(results: pd.DataFrame, cfg: dict, variants: list[str]) -> 
 
 
 def _taus(results: pd.DataFrame, baseline: str, rep_cfg: dict) -> dict[str, dict]:
-    """τ per task: from config.yaml report.tau (a number, or a mapping task -> number) or auto."""
+    """τ per task: from config.yaml report.tau (a number, or a mapping task -> number) or auto.
+
+    Auto τ pools the baseline replicates of every scheduler on the task, so that all schedulers
+    of a task race to the same target.
+    """
     q = _num(rep_cfg.get("tau_quantile"))
     q = 0.5 if q is None else q
     if not 0.0 <= q <= 1.0:
@@ -333,7 +337,8 @@ def _fig_t_tau(ctx: _Ctx, out: Path) -> dict:
         ax.set_xticks(range(1, len(vs) + 1), labels, fontsize=8)
         ax.axhline(float(gm["budget_s"].max()) / scale, color="grey", ls=":", lw=0.8)
         ax.set(ylabel=f"T@τ ({unit})", title=f"{_gtitle(g)}, τ = {ctx.taus[g[0]]['tau']:.4f}")
-    return _save(fig, out, "b_t_tau", "Time to reach τ per seed (x = censored: τ not reached, shown at the budget)")
+    return _save(fig, out, "b_t_tau",
+                 "Time to reach τ per seed (x = censored: τ not reached, shown at the budget, dotted)")
 
 
 def _fig_survival(ctx: _Ctx, out: Path) -> dict:
@@ -348,12 +353,14 @@ def _fig_survival(ctx: _Ctx, out: Path) -> dict:
             me = gt.loc[gt["variant"] == v, "max_epoch"].to_numpy(float)
             share = [(me >= e).mean() for e in milestones]
             n_seeds = gt.loc[gt["variant"] == v, "seed"].nunique()
-            ax.plot(milestones, share, "o-", ms=3, color=col[v], label=f"{v} ({len(me)} trials, n={n_seeds} seeds)")
+            ax.plot(milestones, share, "o-", ms=3, color=col[v],
+                    label=f"{v} ({len(me)} trials, n={n_seeds} seeds)")
         if len(milestones) and milestones.min() > 0 and milestones.max() / milestones.min() >= 9:
             ax.set_xscale("log")
         ax.set(xlabel="epoch milestone", ylabel="share of trials reaching it", ylim=(0, 1.05), title=_gtitle(g))
         ax.legend(fontsize=8)
-    return _save(fig, out, "c_rung_survival", "Rung survival: share of trials (pooled over seeds) reaching each epoch")
+    return _save(fig, out, "c_rung_survival",
+                 "Rung survival: share of trials (pooled over seeds) reaching each epoch")
 
 
 def _kind(spec: str) -> str:
@@ -452,7 +459,8 @@ def _fig_eta(ctx: _Ctx, out: Path) -> dict:
         ax.set(xlabel="log10 η_h", ylabel="1 − T@τ(variant) / T@τ(baseline)",
                title=f"{_gtitle((task, sched))}, {steps} step(s)")
         ax.legend(fontsize=8)
-    return _save(fig, out, "e_eta_sensitivity", "η_h sensitivity: per-seed T@τ reduction, median ± IQR per η_h (n annotated)")
+    return _save(fig, out, "e_eta_sensitivity",
+                 "η_h sensitivity: per-seed T@τ reduction, median ± IQR per η_h (n annotated)")
 
 
 def _fig_label_noise(ctx: _Ctx, out: Path) -> dict:
@@ -670,22 +678,23 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
                 s = _mi(pv["shift"][k], 1, 4)
                 klr = [x for x in kl if x["variant"] == pv["variant"] and x["key"] == k]
                 if klr:
-                    s += f"; KL {_f(klr[0]['kl'], 3)} (trials {klr[0]['n_trials_var']} vs {klr[0]['n_trials_base']})"
+                    k0 = klr[0]
+                    s += f"; KL {_f(k0['kl'], 3)} (trials {k0['n_trials_var']} vs {k0['n_trials_base']})"
                 cells.append(s)
             rows.append([f"`{pv['variant']}`"] + cells)
-        add("Mean |x′ − x| per replicate (median [IQR] over replicates), and KL(x′ of the variant ‖ x′ of the "
-            "baseline) over pooled trials (20 bins, ε = 1e-6 smoothing).\n")
+        add("Mean |x′ − x| per replicate (median [IQR] over replicates), and KL(x′ of the variant ‖ x′ of "
+            "the baseline) over pooled trials (20 bins, ε = 1e-6 smoothing).\n")
         add(_table(["variant"] + list(PSI_KEYS), rows))
         add("")
 
     if not ctx.noise.empty:
         add("## Speed-up retained under label noise\n")
-        rows = [[r.scheduler, f"`{r.variant}`",
+        rows = [[r.scheduler, f"`{r.variant}`", f"`{r.clean_task}` → `{r.noisy_task}`",
                  f"{_pct(r.reduction_clean)} (CI {_pct(r.ci_clean[0])} to {_pct(r.ci_clean[1])}, n={r.n_clean})",
                  f"{_pct(r.reduction_noisy)} (CI {_pct(r.ci_noisy[0])} to {_pct(r.ci_noisy[1])}, n={r.n_noisy})",
                  _f(r.retained, 2)] for r in ctx.noise.itertuples()]
-        add(_table(["scheduler", "variant", f"reduction on {ctx.noise['clean_task'].iloc[0]}",
-                    f"reduction on {ctx.noise['noisy_task'].iloc[0]}", "retained (noisy / clean)"], rows))
+        add(_table(["scheduler", "variant", "clean → noisy task", "T@τ reduction, clean (bootstrap CI)",
+                    "T@τ reduction, noisy (bootstrap CI)", "retained (noisy / clean, point estimates)"], rows))
         add("")
 
     add("## Figures\n")
@@ -698,7 +707,8 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
     add("")
 
     add("## Definitions\n")
-    add("- T@τ: first replicate-clock time at which any result has val acc ≥ τ; GPU-hours = T@τ · n_workers / 3600.\n"
+    add("- T@τ: first replicate-clock time at which any result has val acc ≥ τ; "
+        "GPU-hours = T@τ · n_workers / 3600.\n"
         "- Final test acc: test acc of the incumbent (the trial with the highest val acc, ties to the first to "
         "reach it) at its last epoch with a test evaluation.\n"
         "- AUC: exact integral of the best-so-far val acc step function over [0, budget] / budget "
@@ -707,7 +717,7 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
         "trainer times the warm start inside its first epoch, so for real runs this denominator counts it twice "
         "and the share is slightly understated (w/(E+w) instead of w/E).\n"
         "- Reduction: 1 − median(T@τ variant) / median(T@τ baseline) over paired seeds; CI: 2.5–97.5 % "
-        "percentiles of 10 000 paired bootstrap resamples of seeds (rng seed 0).\n"
+        f"percentiles of {ctx.n_boot} paired bootstrap resamples of seeds (rng seed 0).\n"
         "- Wilcoxon: two-sided signed-rank test of paired T@τ differences, zero differences discarded; "
         "p by exhaustive permutation for ≤ 13 pairs with ties, exact or normal otherwise (scipy).")
     add("")
@@ -741,7 +751,8 @@ def _crit_value(r) -> str:
 
 
 def _crit_thr(r) -> str:
-    return {"t_tau_reduction": f"≥ {_pct(r.threshold)}, p < 0.05", "test_acc_drop": f"≤ {r.threshold * 100:g} pp",
+    return {"t_tau_reduction": f"≥ {_pct(r.threshold)}, p < 0.05",
+            "test_acc_drop": f"≤ {r.threshold * 100:g} pp",
             "overhead_share": f"≤ {_pct(r.threshold)}", "t_tau_std_ratio": f"≤ {r.threshold:g}",
             "overall": "all"}.get(r.criterion, str(r.threshold))
 

@@ -268,70 +268,94 @@ def per_replicate_metrics(results: pd.DataFrame, replicates: pd.DataFrame | None
     """
     from tqdm.auto import tqdm
 
-    df = fill_keys(results)
     keys = list(REPLICATE_KEYS)
+    df = _with_columns(fill_keys(results))
     df = df.sort_values(keys + ["elapsed_s", "epoch"], kind="mergesort").reset_index(drop=True)
-    trials = trial_table(df).groupby(keys, sort=False)
-    rep_keys, rep = _replicate_info(replicates)
-    cols = {c: df[c].to_numpy(float) for c in ("elapsed_s", "val_acc", "test_acc", "epoch", "epoch_time")}
-    trial_ids = df["trial_id"].to_numpy()
     index = df.groupby(keys, sort=True).indices
+    reps = _replicate_frame(pd.DataFrame(list(index), columns=keys), replicates)
 
-    rows = []
-    for key in tqdm(index, desc="replicates", disable=not show_progress, leave=False):
+    # The time-dependent metrics need each replicate's rows in time order: a loop over numpy slices.
+    # Everything per trial is aggregated by groupby below, which is far cheaper than per-replicate
+    # pandas calls when a surrogate sweep has thousands of replicates.
+    t_all, v_all = df["elapsed_s"].to_numpy(float), df["val_acc"].to_numpy(float)
+    test_all, ep_all = df["test_acc"].to_numpy(float), df["epoch"].to_numpy(float)
+    trial_all = df["trial_id"].to_numpy()
+    loop = []
+    for i, key in enumerate(tqdm(index, desc="replicates", disable=not show_progress, leave=False)):
         pos = index[key]
-        kd = dict(zip(keys, key))
-        info = _lookup(rep, rep_keys, kd)
-        t, v = cols["elapsed_s"][pos], cols["val_acc"][pos]
-        b = _budget(budget, info, default_budget, t)
-        nw = int(_finite_or(info.get("n_workers"), n_workers if n_workers is not None else 1))
-        task_tau = float(tau[kd["task"]] if isinstance(tau, Mapping) else tau)
+        t, v = t_all[pos], v_all[pos]
+        b = _budget(budget, reps.at[i, "rep_budget_s"], default_budget, t)
+        task_tau = float(tau[key[0]] if isinstance(tau, Mapping) else tau)
         t_tau, cens = _t_tau(t, v, task_tau, b)
-
         # Incumbent: rows are time-ordered, so argmax finds the first result at the top val_acc.
         within = np.isfinite(v) & (t <= b)
         inc, test_acc, best_val = -1, float("nan"), float("nan")
         if within.any():
             j = np.flatnonzero(within)[np.argmax(v[within])]
-            inc, best_val = int(trial_ids[pos][j]), float(v[j])
-            mine = (trial_ids[pos] == inc) & within & np.isfinite(cols["test_acc"][pos])
+            inc, best_val = int(trial_all[pos][j]), float(v[j])
+            mine = (trial_all[pos] == inc) & within & np.isfinite(test_all[pos])
             if mine.any():
-                k = np.flatnonzero(mine)[np.argmax(cols["epoch"][pos][mine])]
-                test_acc = float(cols["test_acc"][pos][k])
+                k = np.flatnonzero(mine)[np.argmax(ep_all[pos][mine])]
+                test_acc = float(test_all[pos][k])
+        loop.append({"tau": task_tau, "budget_s": b, "t_tau_s": t_tau, "censored": cens, "best_val_acc": best_val,
+                     "incumbent_trial": inc, "final_test_acc": test_acc, "auc": _auc(t, v, b),
+                     "n_results": len(pos)})
+    if not loop:
+        return pd.DataFrame(columns=keys + ["t_tau_s", "censored"])
+    out = pd.concat([reps, pd.DataFrame(loop)], axis=1)
 
-        tr = trials.get_group(key)
-        ws = float(np.nansum(tr["ws_cost_s"].to_numpy(float))) if tr["ws_cost_s"].notna().any() else float("nan")
-        train_s = float(np.nansum(cols["epoch_time"][pos]))
-        compute = train_s + (ws if math.isfinite(ws) else 0.0)
-        wf = float(np.nansum(tr["ws_flops"].to_numpy(float))) if tr["ws_flops"].notna().any() else float("nan")
-        ftot = _finite_or(info.get("flops_total"), float("nan"))
-        row = {**kd, "warm_start": _first_str(tr["warm_start"]), "tau": task_tau, "budget_s": b,
-               "n_workers": nw, "t_tau_s": t_tau, "censored": cens, "t_tau_gpu_h": t_tau * nw / 3600.0,
-               "best_val_acc": best_val, "incumbent_trial": inc, "final_test_acc": test_acc,
-               "auc": _auc(t, v, b), "ws_cost_s": ws, "compute_s": compute,
-               "ws_overhead_share": ws / compute if compute > 0 and math.isfinite(ws) else float("nan"),
-               "ws_flops": wf,
-               "flops_overhead_share": wf / (ftot + wf) if math.isfinite(wf) and math.isfinite(ftot)
-               and ftot + wf > 0 else float("nan"),
-               "n_trials": int(_finite_or(info.get("n_trials"), len(tr))),
-               "n_results": int(len(pos))}
-        for k in PSI_KEYS:
-            row[f"shift_{k}"] = mean_shift(tr[f"x_{k}"], tr[f"xp_{k}"])
-            hg = np.abs(tr[f"hg_{k}"].to_numpy(float))
-            row[f"hg_abs_{k}"] = float(np.nanmedian(hg)) if np.isfinite(hg).any() else float("nan")
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
-    return out.astype({"censored": bool, "seed": "int64"})
+    tt = trial_table(df)
+    for k in PSI_KEYS:
+        tt[f"shift_{k}"] = (tt[f"xp_{k}"] - tt[f"x_{k}"]).abs()
+        tt[f"hg_abs_{k}"] = tt[f"hg_{k}"].abs()
+    g = tt.groupby(keys, sort=False)
+    agg = pd.DataFrame({"warm_start": g["warm_start"].first(), "ws_cost_s": g["ws_cost_s"].sum(min_count=1),
+                        "ws_flops": g["ws_flops"].sum(min_count=1), "n_trials_seen": g.size(),
+                        **{f"shift_{k}": g[f"shift_{k}"].mean() for k in PSI_KEYS},
+                        **{f"hg_abs_{k}": g[f"hg_abs_{k}"].median() for k in PSI_KEYS}}).reset_index()
+    train = df.groupby(keys, sort=False)["epoch_time"].sum().rename("train_s").reset_index()
+    out = out.merge(agg, on=keys, how="left").merge(train, on=keys, how="left")
+
+    nw = out["rep_n_workers"].where(np.isfinite(out["rep_n_workers"]), n_workers if n_workers is not None else 1)
+    out["n_workers"] = nw.astype("int64")
+    out["t_tau_gpu_h"] = out["t_tau_s"] * out["n_workers"] / 3600.0
+    out["warm_start"] = out["warm_start"].fillna("").astype(str)
+    out["compute_s"] = out["train_s"] + out["ws_cost_s"].fillna(0.0)
+    out["ws_overhead_share"] = (out["ws_cost_s"] / out["compute_s"]).where(out["compute_s"] > 0)
+    ftot = out["rep_flops_total"] + out["ws_flops"]
+    out["flops_overhead_share"] = (out["ws_flops"] / ftot).where(ftot > 0)
+    out["n_trials"] = out["rep_n_trials"].where(np.isfinite(out["rep_n_trials"]), out["n_trials_seen"]).astype("int64")
+    cols = keys + ["warm_start", "tau", "budget_s", "n_workers", "t_tau_s", "censored", "t_tau_gpu_h",
+                   "best_val_acc", "incumbent_trial", "final_test_acc", "auc", "ws_cost_s", "compute_s",
+                   "ws_overhead_share", "ws_flops", "flops_overhead_share", "n_trials", "n_results"] \
+        + [f"shift_{k}" for k in PSI_KEYS] + [f"hg_abs_{k}" for k in PSI_KEYS]
+    return out[cols].astype({"censored": bool, "seed": "int64", "incumbent_trial": "int64"})
 
 
-def _lookup(rep: pd.DataFrame, rep_keys: list[str], kd: dict) -> dict:
-    if rep.empty:
-        return {}
-    k = tuple(kd[c] for c in rep_keys)
-    k = k[0] if len(k) == 1 else k
-    return rep.loc[k].to_dict() if k in rep.index else {}
+def _with_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Optional result columns absent from a hand-made frame read as unknown (NaN)."""
+    need = ["test_acc", "epoch_time", "ws_cost_s", "ws_flops", "warm_start"] + \
+        [f"{p}_{k}" for p in ("x", "xp", "hg") for k in PSI_KEYS]
+    missing = [c for c in need if c not in df.columns]
+    return df.assign(**{c: np.nan for c in missing}) if missing else df
+
+
+_REP_FIELDS = ("budget_s", "n_workers", "n_trials", "flops_total")
+
+
+def _replicate_frame(keys: pd.DataFrame, replicates: pd.DataFrame | None) -> pd.DataFrame:
+    """Replicate keys (in loop order) with ``rep_<field>`` from replicates.parquet, NaN where unknown."""
+    out = keys.copy()
+    rep_keys, rep = _replicate_info(replicates)
+    if rep_keys:
+        have = [f for f in _REP_FIELDS if f in rep.columns]
+        info = rep[have].apply(pd.to_numeric, errors="coerce").add_prefix("rep_").reset_index()
+        out = out.merge(info, on=rep_keys, how="left")
+    for f in _REP_FIELDS:
+        if f"rep_{f}" not in out.columns:
+            out[f"rep_{f}"] = np.nan
+        out[f"rep_{f}"] = out[f"rep_{f}"].astype(float)
+    return out.reset_index(drop=True)
 
 
 def _finite_or(x, default):
@@ -341,18 +365,13 @@ def _finite_or(x, default):
         return default
 
 
-def _budget(budget, info: dict, default_budget, t: np.ndarray) -> float:
+def _budget(budget, rep_budget: float, default_budget, t: np.ndarray) -> float:
     if budget is not None:
         return float(budget)
-    b = _finite_or(info.get("budget_s"), _finite_or(default_budget, float("nan")))
+    b = _finite_or(rep_budget, _finite_or(default_budget, float("nan")))
     if math.isfinite(b) and b > 0:
         return b
     return float(np.nanmax(t)) if np.isfinite(t).any() else float("nan")
-
-
-def _first_str(s: pd.Series) -> str:
-    s = s.dropna()
-    return str(s.iloc[0]) if len(s) else ""
 
 
 # ---------------------------------------------------------------- paired tests

@@ -137,15 +137,56 @@ def _store_row_frame(df: pd.DataFrame, cfg: SweepConfig, scheduler: str, variant
     return conform(df, COLUMNS).sort_values(["trial_id", "epoch", "elapsed_s"], kind="stable").reset_index(drop=True)
 
 
+def _units(rep_dir: Path) -> list[tuple[Path, Path]]:
+    """(rows, meta) file pairs of finished units; rows are written first, so a unit without its meta
+    file was cut short and does not count."""
+    out = []
+    for meta in sorted(rep_dir.glob("*.meta.parquet")):
+        rows = meta.with_name(meta.name.replace(".meta.parquet", ".parquet"))
+        if rows.exists():
+            out.append((rows, meta))
+    return out
+
+
+def finished(rep_dir: Path) -> set[tuple[str, str, int]]:
+    done = set()
+    for _, meta in _units(rep_dir):
+        m = pd.read_parquet(meta, columns=["scheduler", "variant", "seed"])
+        done.update(zip(m["scheduler"], m["variant"], m["seed"].astype(int)))
+    return done
+
+
 def consolidate(out: Path) -> pd.DataFrame:
-    files = sorted(f for f in (out / "replicates").glob("*.parquet") if not f.name.endswith(".meta.parquet"))
-    res = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else conform(pd.DataFrame())
+    """Rebuild results.parquet / replicates.parquet from the finished units, in a fixed order, so the
+    store does not depend on how replicates were chunked or in which order they finished."""
+    units = _units(out / "replicates")
+    key = ["scheduler", "variant", "seed"]
+    res = pd.concat([pd.read_parquet(r) for r, _ in units], ignore_index=True) if units else conform(pd.DataFrame())
+    res = res.sort_values(key + ["trial_id", "epoch", "elapsed_s"], kind="stable").reset_index(drop=True)
     write_parquet_atomic(res, out / "results.parquet")
-    metas = sorted((out / "replicates").glob("*.meta.parquet"))
-    reps = pd.concat([pd.read_parquet(f) for f in metas], ignore_index=True) if metas \
+    reps = pd.concat([pd.read_parquet(m) for _, m in units], ignore_index=True) if units \
         else conform(pd.DataFrame(), REPLICATE_COLUMNS)
+    reps = reps.sort_values(key, kind="stable").reset_index(drop=True)
     write_parquet_atomic(reps, out / "replicates.parquet")
     return res
+
+
+def write_units(rep_dir: Path, cfg: SweepConfig, results: list) -> None:
+    """Write finished replicates ``[((scheduler, variant, seed), rows, meta), ...]`` as one unit."""
+    if not results:
+        return
+    (s0, v0, seed0) = results[0][0]
+    name = replicate_key(s0, v0, seed0) if len(results) == 1 else f"chunk__{replicate_key(s0, v0, seed0)}__n{len(results)}"
+    frames, metas = [], []
+    for (scheduler, variant, seed), df, meta in results:
+        rows = _store_row_frame(df, cfg, scheduler, variant, seed)
+        frames.append(rows)
+        metas.append({"variant": variant, "scheduler": scheduler, "seed": seed,
+                      "n_trials": meta.get("n_trials", rows["trial_id"].nunique()), "n_results": len(rows),
+                      "wall_s": meta.get("wall_s", np.nan), "budget_s": cfg.replicate_budget_s,
+                      "n_workers": cfg.n_workers, "flops_total": meta.get("flops_total", np.nan)})
+    write_parquet_atomic(pd.concat(frames, ignore_index=True), rep_dir / f"{name}.parquet")
+    write_parquet_atomic(conform(pd.DataFrame(metas), REPLICATE_COLUMNS), rep_dir / f"{name}.meta.parquet")
 
 
 def run_sweep(cfg: SweepConfig, resume: bool = False, progress: bool = True, executor: str = "local",
@@ -160,7 +201,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, progress: bool = True, exe
         from_variant(spec)  # validates every warm-start spec before anything runs
     out = cfg.out_dir
     rep_dir = out / "replicates"
-    if out.exists() and any(rep_dir.glob("*.parquet")) and not resume:
+    if out.exists() and any(rep_dir.glob("*.meta.parquet")) and not resume:
         raise ValueError(f"results directory {str(out)!r} already holds replicates; pass --resume to finish it "
                          f"or set another 'out'")
     if resume and (out / "config.yaml").exists():
@@ -172,7 +213,8 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, progress: bool = True, exe
     (out / "config.yaml").write_text(dump(cfg))
     write_json_atomic({**provenance.collect(), "backend": cfg.backend, "seeds": cfg.seed_list,
                        "task": task.to_dict()}, out / "provenance.json")
-    todo = [r for r in replicates(cfg) if not (rep_dir / f"{replicate_key(*r)}.parquet").exists()]
+    done = finished(rep_dir)
+    todo = [r for r in replicates(cfg) if r not in done]
     if not todo:
         print(f"all {len(replicates(cfg))} replicates of {cfg.name!r} are finished", file=sys.stderr)
     if cfg.backend == "surrogate":
@@ -185,20 +227,7 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, progress: bool = True, exe
             work = out / "_syne_tune" / replicate_key(scheduler, variant, seed)
             shutil.rmtree(work, ignore_errors=True)  # an unfinished earlier attempt is redone from scratch
             df, meta = run_real_replicate(cfg, scheduler, variant, seed, work)
-            write_replicate(rep_dir, cfg, scheduler, variant, seed, df, meta)
+            write_units(rep_dir, cfg, [((scheduler, variant, seed), df, meta)])
             shutil.rmtree(work, ignore_errors=True)
     consolidate(out)
     return out
-
-
-def write_replicate(rep_dir: Path, cfg: SweepConfig, scheduler: str, variant: str, seed: int,
-                    df: pd.DataFrame, meta: dict) -> None:
-    key = replicate_key(scheduler, variant, seed)
-    rows = _store_row_frame(df, cfg, scheduler, variant, seed)
-    m = pd.DataFrame([{"variant": variant, "scheduler": scheduler, "seed": seed,
-                       "n_trials": meta.get("n_trials", rows["trial_id"].nunique()), "n_results": len(rows),
-                       "wall_s": meta.get("wall_s", np.nan), "budget_s": cfg.replicate_budget_s,
-                       "n_workers": cfg.n_workers, "flops_total": meta.get("flops_total", np.nan)}])
-    # meta first, rows last: the rows file marks the replicate as finished
-    write_parquet_atomic(conform(m, REPLICATE_COLUMNS), rep_dir / f"{key}.meta.parquet")
-    write_parquet_atomic(rows, rep_dir / f"{key}.parquet")

@@ -1,0 +1,125 @@
+"""Config-level fidelity of a surrogate on real runs it never saw (used by ``fit`` and ``verify``)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.metrics import r2_score
+
+from .space import PSI_KEYS
+from .surrogate import Surrogate, sigmoid, to_unit_array
+
+TARGETS = {
+    "final_val_spearman": (">=", 0.95),
+    "final_val_r2": (">=", 0.92),
+    "seed_std_ratio": ("in", (0.8, 1.25)),
+    "coverage_90": ("in", (0.85, 0.95)),
+}
+
+
+def meets(name: str, value: float) -> bool | None:
+    if name not in TARGETS or value is None or not np.isfinite(value):
+        return None
+    op, t = TARGETS[name]
+    return bool(value >= t) if op == ">=" else bool(t[0] <= value <= t[1])
+
+
+def predictive_samples(sur: Surrogate, U: np.ndarray, n: int, rng: np.random.Generator,
+                       include_model: bool = True) -> np.ndarray:
+    """(n, configs, epochs) samples of val accuracy: GP latent uncertainty + seed noise."""
+    mu, sd = sur.mean_logit_curve(U, return_std=True)
+    chol = np.linalg.cholesky(sur.noise_corr + 1e-9 * np.eye(sur.epochs))
+    z = rng.standard_normal((n, U.shape[0], sur.epochs)) @ chol.T * sur.noise_std
+    m = rng.standard_normal((n, U.shape[0], 1)) * sd[None] if include_model else 0.0
+    return sigmoid(mu[None] + m + z)
+
+
+def config_fidelity(sur: Surrogate, curves: pd.DataFrame, hgs: pd.DataFrame | None = None, seed: int = 0,
+                    n_mc: int = 2000) -> dict:
+    """Spearman/R² of final val acc, Spearman per rung, seed-std ratio, 90 % coverage, epoch-time
+    error and hyper-gradient cosine on the given (held-out) real runs."""
+    rng = np.random.default_rng(seed)
+    E = sur.epochs
+    full = curves.groupby(["config_id", "seed"])["epoch"].transform("max") >= E
+    c = curves[full]
+    psi = c.groupby("config_id")[[f"psi_{k}" for k in PSI_KEYS]].first()
+    U = to_unit_array(psi)
+    samples = predictive_samples(sur, U, n_mc, rng)                 # (n, configs, E)
+    noise_only = predictive_samples(sur, U, n_mc, rng, include_model=False)
+    pred_mean = samples.mean(0)
+    piv = c.pivot_table(index="config_id", columns="epoch", values="val_acc", aggfunc="mean").loc[psi.index]
+    out: dict = {"n_configs": int(len(psi)), "n_runs": int(c.groupby(["config_id", "seed"]).ngroups)}
+    obs_final, pred_final = piv[E].to_numpy(), pred_mean[:, E - 1]
+    out["final_val_spearman"] = float(spearmanr(obs_final, pred_final).statistic)
+    out["final_val_r2"] = float(r2_score(obs_final, pred_final))
+    rungs = sorted({1, 3, 9, E} & set(piv.columns))
+    out["rung_spearman"] = {int(r): float(spearmanr(piv[r].to_numpy(), pred_mean[:, r - 1]).statistic) for r in rungs}
+    # seed noise: repeated configs only
+    fin = c[c["epoch"] == E]
+    g = fin.groupby("config_id")["val_acc"]
+    rep = g.count()[g.count() >= 2].index
+    if len(rep):
+        obs_var = g.var(ddof=1).loc[rep].mean()
+        idx = [list(psi.index).index(i) for i in rep]
+        pred_var = noise_only[:, idx, E - 1].var(0).mean()
+        out["seed_std_ratio"] = float(np.sqrt(pred_var / obs_var)) if obs_var > 0 else float("nan")
+        out["n_repeated_configs"] = int(len(rep))
+    else:
+        out["seed_std_ratio"], out["n_repeated_configs"] = float("nan"), 0
+    # 90 % interval coverage of individual runs' final val acc
+    lo, hi = np.quantile(samples[:, :, E - 1], [0.05, 0.95], axis=0)
+    pos = {cid: i for i, cid in enumerate(psi.index)}
+    ii = fin["config_id"].map(pos).to_numpy()
+    inside = (fin["val_acc"].to_numpy() >= lo[ii]) & (fin["val_acc"].to_numpy() <= hi[ii])
+    out["coverage_90"] = float(inside.mean())
+    # epoch time: predicted mean of the log-normal vs each run's mean epoch time (epochs > 1)
+    later = c[c["epoch"] > 1].groupby(["config_id", "seed"])["epoch_time"].mean().reset_index()
+    pl = sur.epoch_log_time(U) + 0.5 * sur.time_sigma ** 2
+    pred_t = np.exp(pl)[later["config_id"].map(pos).to_numpy()]
+    out["epoch_time_mape"] = float(np.mean(np.abs(pred_t - later["epoch_time"].to_numpy()) / later["epoch_time"].to_numpy()))
+    if hgs is not None and len(hgs):
+        hcols = [f"hg_{k}" for k in PSI_KEYS]
+        hm = hgs.groupby("hg_config_id")[hcols].mean()
+        hpsi = hgs.groupby("hg_config_id")[[f"psi_{k}" for k in PSI_KEYS]].first().loc[hm.index]
+        pred = sur.hg_mean_gp.predict(to_unit_array(hpsi))
+        obs = hm.to_numpy()
+        cos = (pred * obs).sum(1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(obs, axis=1) + 1e-30)
+        out["hypergrad_cosine_median"] = float(np.median(cos))
+        out["hypergrad_cosine_mean"] = float(np.mean(cos))
+        out["hypergrad_component_spearman"] = {k: float(spearmanr(obs[:, j], pred[:, j]).statistic)
+                                               for j, k in enumerate(PSI_KEYS)}
+        out["n_hypergrad_configs"] = int(len(hm))
+    out["meets_target"] = {k: meets(k, out.get(k)) for k in TARGETS}
+    return out
+
+
+def heldout_split(curves: pd.DataFrame, frac: float = 0.2, seed: int = 0) -> tuple[set, set]:
+    """Split config ids into (train, held-out), stratified by repeated vs single-seed configs."""
+    rng = np.random.default_rng(seed)
+    n_seeds = curves.groupby("config_id")["seed"].nunique()
+    train, held = set(), set()
+    for group in (n_seeds[n_seeds >= 2].index, n_seeds[n_seeds < 2].index):
+        ids = np.array(sorted(group))
+        rng.shuffle(ids)
+        k = int(round(frac * len(ids)))
+        held.update(ids[:k].tolist())
+        train.update(ids[k:].tolist())
+    return train, held
+
+
+def format_markdown(fid: dict, title: str) -> str:
+    lines = [f"# {title}", "", f"Held-out real runs: {fid['n_runs']} runs on {fid['n_configs']} configurations "
+             f"({fid.get('n_repeated_configs', 0)} with repeated seeds); "
+             f"hyper-gradients on {fid.get('n_hypergrad_configs', 0)} configurations.", "",
+             "| figure | value | target | meets |", "|---|---|---|---|"]
+    for k, (op, t) in TARGETS.items():
+        tgt = f"≥ {t}" if op == ">=" else f"{t[0]}–{t[1]}"
+        lines.append(f"| {k} | {fid.get(k, float('nan')):.3f} | {tgt} | {fid['meets_target'].get(k)} |")
+    lines.append(f"| epoch_time_mape | {fid['epoch_time_mape']:.3f} | – | – |")
+    if "hypergrad_cosine_median" in fid:
+        lines.append(f"| hypergrad_cosine_median | {fid['hypergrad_cosine_median']:.3f} | – | – |")
+    lines += ["", "Spearman per rung: " + ", ".join(f"epoch {r}: {v:.3f}" for r, v in fid["rung_spearman"].items())]
+    if "hypergrad_component_spearman" in fid:
+        lines.append("Hyper-gradient Spearman per component: " + ", ".join(
+            f"{k}: {v:.3f}" for k, v in fid["hypergrad_component_spearman"].items()))
+    return "\n".join(lines) + "\n"

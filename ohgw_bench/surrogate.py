@@ -1,0 +1,351 @@
+"""Learned surrogate of real runs on one task (DESIGN §4).
+
+Model, fitted on ``curves.parquet`` and ``hypergrads.parquet`` from ``ohgw-bench collect``:
+
+- mean learning curve: logit(val acc) per epoch, per-config mean over seeds -> SVD basis (r
+  components) -> scores predicted from ψ (unit cube) by a Gaussian process with an ARD RBF kernel.
+  The GP is smooth in ψ, so a warm start's tiny move of ψ changes the curve by a tiny, smooth amount
+  (trees or nearest neighbours, being piecewise constant, would not move at all);
+- test accuracy: logit(test) = a + b·logit(val) at the same epoch, plus its own residual noise;
+- seed noise: multivariate Gaussian over epochs in logit space, epoch-dependent variance and
+  correlation ρ_o + (1-ρ_o)·φ^|i-j| (a per-run offset plus AR(1) jitter), fitted on repeated seeds;
+- epoch time: log-normal, mean linear in ψ, plus per-(re)start overhead;
+- divergence: logistic regression on ψ (constant rate when too few diverged runs);
+- hyper-gradients: per component, mean and log-spread over batches as GPs in ψ.
+
+The artifact is ``surrogate.npz`` (arrays) + ``surrogate.json`` (schema version, scalars, sha256 of
+the npz, provenance) — no pickled objects, so it survives library upgrades.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import space
+from .space import PSI_KEYS
+
+SCHEMA_VERSION = 1
+EPS = 1e-3
+
+
+def logit(p):
+    p = np.clip(np.asarray(p, float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, float)))
+
+
+def to_unit_array(df: pd.DataFrame, prefix: str = "psi_") -> np.ndarray:
+    lo = np.array([d.low for d in space.DIMS])
+    w = space.widths()
+    return (df[[f"{prefix}{k}" for k in PSI_KEYS]].to_numpy(float) - lo) / w
+
+
+# ----------------------------------------------------------------------------- exported GP
+@dataclass
+class GP:
+    """ARD-RBF GP posterior (fitted by scikit-learn, stored as arrays): mean and latent std."""
+    X: np.ndarray        # (n, d) training inputs
+    alpha: np.ndarray    # (n, m) K^-1 (y - mean) / std, normalised targets
+    L: np.ndarray        # (n, n) Cholesky factor of K + noise
+    amp: float
+    ls: np.ndarray       # (d,)
+    y_mean: np.ndarray   # (m,)
+    y_std: np.ndarray    # (m,)
+    noise: float
+
+    @classmethod
+    def fit(cls, X: np.ndarray, Y: np.ndarray, seed: int = 0, restarts: int = 3) -> "GP":
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        Y = np.asarray(Y, float).reshape(len(X), -1)
+        d = X.shape[1]
+        kern = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.full(d, 0.5), (2e-2, 1e2)) + WhiteKernel(1e-2, (1e-6, 1.0))
+        gpr = GaussianProcessRegressor(kern, normalize_y=True, n_restarts_optimizer=restarts, random_state=seed)
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        with warnings.catch_warnings():  # hyperparameters at a bound are expected (irrelevant dimensions)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gpr.fit(X, Y)
+        k = gpr.kernel_
+        amp, ls, noise = float(k.k1.k1.constant_value), np.atleast_1d(k.k1.k2.length_scale).astype(float), \
+            float(k.k2.noise_level)
+        return cls(X=np.asarray(X, float), alpha=np.asarray(gpr.alpha_, float).reshape(len(X), -1),
+                   L=np.asarray(gpr.L_, float), amp=amp, ls=ls,
+                   y_mean=np.atleast_1d(gpr._y_train_mean).astype(float),
+                   y_std=np.atleast_1d(gpr._y_train_std).astype(float), noise=noise)
+
+    def _k(self, Xs: np.ndarray) -> np.ndarray:
+        a = Xs[:, None, :] / self.ls
+        b = self.X[None, :, :] / self.ls
+        return self.amp * np.exp(-0.5 * ((a - b) ** 2).sum(-1))
+
+    def predict(self, Xs: np.ndarray, return_std: bool = False):
+        Xs = np.atleast_2d(np.asarray(Xs, float))
+        ks = self._k(Xs)
+        mean = ks @ self.alpha * self.y_std + self.y_mean
+        if not return_std:
+            return mean
+        from scipy.linalg import solve_triangular
+        v = solve_triangular(self.L, ks.T, lower=True)
+        var = np.clip(self.amp - (v ** 2).sum(0), 0.0, None)
+        return mean, np.sqrt(var)[:, None] * self.y_std[None, :]
+
+    def to_arrays(self, prefix: str) -> dict:
+        return {f"{prefix}.{k}": np.asarray(getattr(self, k), float) for k in
+                ("X", "alpha", "L", "amp", "ls", "y_mean", "y_std", "noise")}
+
+    @classmethod
+    def from_arrays(cls, z, prefix: str) -> "GP":
+        g = {k: z[f"{prefix}.{k}"] for k in ("X", "alpha", "L", "amp", "ls", "y_mean", "y_std", "noise")}
+        return cls(X=g["X"], alpha=g["alpha"], L=g["L"], amp=float(g["amp"]), ls=g["ls"], y_mean=g["y_mean"],
+                   y_std=g["y_std"], noise=float(g["noise"]))
+
+
+# ----------------------------------------------------------------------------- the surrogate
+class SurrogateError(ValueError):
+    pass
+
+
+@dataclass
+class Surrogate:
+    task: str
+    epochs: int
+    curve_gp: GP                 # ψ -> SVD scores
+    basis: np.ndarray            # (r, epochs)
+    curve_mean: np.ndarray       # (epochs,) mean logit curve
+    noise_std: np.ndarray        # (epochs,) seed-noise std in logit space
+    noise_corr: np.ndarray       # (epochs, epochs)
+    test_coef: np.ndarray        # (2,) logit(test) = a + b logit(val)
+    test_resid_std: float
+    time_coef: np.ndarray        # (d+1,) log epoch time = c0 + c·ψunit
+    time_sigma: float
+    first_epoch_extra: float     # log-ratio of epoch 1's time (warm-up)
+    startup_s: float             # per (re)start overhead of a real trial process
+    div_coef: np.ndarray         # (d+1,) logistic regression; all-zero slope: constant rate
+    hg_mean_gp: GP               # ψ -> mean hyper-gradient (5)
+    hg_logsd_gp: GP              # ψ -> log std over batches (5)
+    hg_batch_seconds: float      # real cost of one hyper-gradient batch (all five components)
+    meta: dict
+
+    # ------------------------------------------------------------ prediction
+    def mean_logit_curve(self, U: np.ndarray, return_std: bool = False):
+        """(n, epochs) mean logit(val acc) at unit-cube ψ, and optionally its latent std per epoch."""
+        if return_std:
+            s, sd = self.curve_gp.predict(U, return_std=True)
+            # scores share one kernel; their latent std maps to epochs through the basis
+            curve_sd = np.sqrt((sd ** 2) @ (self.basis ** 2))
+            return self.curve_mean + s @ self.basis, curve_sd
+        return self.curve_mean + self.curve_gp.predict(U) @ self.basis
+
+    def epoch_log_time(self, U: np.ndarray) -> np.ndarray:
+        return self.time_coef[0] + U @ self.time_coef[1:]
+
+    def p_diverge(self, U: np.ndarray) -> np.ndarray:
+        return sigmoid(self.div_coef[0] + U @ self.div_coef[1:])
+
+    def sample_run(self, psi: dict, rng: np.random.Generator) -> dict:
+        """One simulated full-budget run at ψ: val/test accuracy and epoch times for every epoch."""
+        U = space.to_unit(psi)[None]
+        mu = self.mean_logit_curve(U)[0]
+        chol = np.linalg.cholesky(self.noise_corr + 1e-9 * np.eye(self.epochs))
+        z = chol @ rng.standard_normal(self.epochs) * self.noise_std
+        val_logit = mu + z
+        test_logit = self.test_coef[0] + self.test_coef[1] * val_logit + rng.standard_normal() * self.test_resid_std
+        lt = self.epoch_log_time(U)[0] + self.time_sigma * rng.standard_normal(self.epochs)
+        lt[0] += self.first_epoch_extra
+        diverged_at = 0
+        if rng.random() < float(self.p_diverge(U)[0]):
+            diverged_at = int(rng.integers(1, self.epochs + 1))
+        return {"val_acc": sigmoid(val_logit), "test_acc": sigmoid(test_logit), "epoch_time": np.exp(lt),
+                "diverged_at": diverged_at}
+
+    def hypergrad(self, psi: dict, n_batches: int, rng: np.random.Generator) -> np.ndarray:
+        """(n_batches, 5) simulated per-batch raw hyper-gradients at ψ."""
+        U = space.to_unit(psi)[None]
+        m = self.hg_mean_gp.predict(U)[0]
+        sd = np.exp(self.hg_logsd_gp.predict(U)[0])
+        return m + sd * rng.standard_normal((n_batches, len(PSI_KEYS)))
+
+    # ------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays = {"basis": self.basis, "curve_mean": self.curve_mean, "noise_std": self.noise_std,
+                  "noise_corr": self.noise_corr, "test_coef": self.test_coef, "time_coef": self.time_coef,
+                  "div_coef": self.div_coef}
+        arrays.update(self.curve_gp.to_arrays("curve_gp"))
+        arrays.update(self.hg_mean_gp.to_arrays("hg_mean_gp"))
+        arrays.update(self.hg_logsd_gp.to_arrays("hg_logsd_gp"))
+        import io
+        import os
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: np.asarray(v, float) for k, v in sorted(arrays.items())})
+        blob = buf.getvalue()
+        scalars = {"schema_version": SCHEMA_VERSION, "task": self.task, "epochs": self.epochs,
+                   "test_resid_std": self.test_resid_std, "time_sigma": self.time_sigma,
+                   "first_epoch_extra": self.first_epoch_extra, "startup_s": self.startup_s,
+                   "hg_batch_seconds": self.hg_batch_seconds, "npz_sha256": hashlib.sha256(blob).hexdigest(),
+                   "meta": self.meta}
+        for name, data in (("surrogate.npz", blob), ("surrogate.json", json.dumps(scalars, indent=2,
+                                                                                   sort_keys=True).encode())):
+            tmp = d / f".{name}.tmp{os.getpid()}"
+            tmp.write_bytes(data)
+            os.replace(tmp, d / name)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Surrogate":
+        d = Path(directory)
+        js, npz = d / "surrogate.json", d / "surrogate.npz"
+        if not js.exists() or not npz.exists():
+            raise SurrogateError(f"surrogate directory {str(d)!r} lacks surrogate.json/surrogate.npz "
+                                 f"(run `ohgw-bench fit {d}`)")
+        try:
+            s = json.loads(js.read_text())
+        except json.JSONDecodeError as e:
+            raise SurrogateError(f"surrogate file {str(js)!r} is not valid JSON ({e.msg})") from None
+        if s.get("schema_version") != SCHEMA_VERSION:
+            raise SurrogateError(f"surrogate {str(d)!r} has schema_version={s.get('schema_version')!r}, "
+                                 f"this ohgw-bench reads {SCHEMA_VERSION}; refit it with `ohgw-bench fit {d}`")
+        blob = npz.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != s.get("npz_sha256"):
+            raise SurrogateError(f"surrogate file {str(npz)!r} does not match the checksum in surrogate.json "
+                                 f"(corrupt or edited); refit it with `ohgw-bench fit {d}`")
+        import io
+        with np.load(io.BytesIO(blob)) as z:
+            z = {k: z[k] for k in z.files}
+        return cls(task=s["task"], epochs=int(s["epochs"]), curve_gp=GP.from_arrays(z, "curve_gp"),
+                   basis=z["basis"], curve_mean=z["curve_mean"], noise_std=z["noise_std"],
+                   noise_corr=z["noise_corr"], test_coef=z["test_coef"], test_resid_std=float(s["test_resid_std"]),
+                   time_coef=z["time_coef"], time_sigma=float(s["time_sigma"]),
+                   first_epoch_extra=float(s["first_epoch_extra"]), startup_s=float(s["startup_s"]),
+                   div_coef=z["div_coef"], hg_mean_gp=GP.from_arrays(z, "hg_mean_gp"),
+                   hg_logsd_gp=GP.from_arrays(z, "hg_logsd_gp"), hg_batch_seconds=float(s["hg_batch_seconds"]),
+                   meta=s.get("meta", {}))
+
+
+# ----------------------------------------------------------------------------- fitting
+def _curve_matrix(curves: pd.DataFrame, epochs: int, col: str = "val_acc") -> pd.DataFrame:
+    """One row per (config_id, seed), columns epochs 1..E of logit(col); full-budget runs only."""
+    piv = curves.pivot_table(index=["config_id", "seed"], columns="epoch", values=col, aggfunc="first")
+    piv = piv.reindex(columns=range(1, epochs + 1))
+    return piv.dropna()
+
+
+def fit_noise(resid: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Seed-noise model from residuals about per-config means of repeated-seed configs.
+
+    Residuals about a k-seed mean have variance (k-1)/k of the noise: corrected per group.
+    Correlation over epochs: ρ_o + (1-ρ_o)·φ^|i-j|, fitted by least squares to the pooled empirical
+    correlation matrix."""
+    from scipy.optimize import minimize
+    E = resid.shape[1]
+    ks = pd.Series(groups).map(pd.Series(groups).value_counts()).to_numpy()
+    scaled = resid * np.sqrt(ks / (ks - 1.0))[:, None]
+    std = scaled.std(axis=0, ddof=0)
+    std = np.maximum(std, 1e-4)
+    C = np.corrcoef(scaled.T)
+    lag = np.abs(np.subtract.outer(np.arange(E), np.arange(E)))
+
+    def model(p):
+        rho, phi = sigmoid(p[0]), sigmoid(p[1])
+        return rho + (1 - rho) * phi ** lag
+
+    res = minimize(lambda p: ((model(p) - C) ** 2).sum(), x0=np.array([0.0, 1.0]), method="Nelder-Mead")
+    corr = model(res.x)
+    return std, corr, {"rho_offset": float(sigmoid(res.x[0])), "phi_ar1": float(sigmoid(res.x[1]))}
+
+
+def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, rank: int = 4,
+                  seed: int = 0, startup_s: float = 0.0, config_ids: set | None = None,
+                  hg_config_ids: set | None = None) -> Surrogate:
+    """Fit every part of the surrogate; ``config_ids``/``hg_config_ids`` restrict the training data."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    if config_ids is not None:
+        curves = curves[curves["config_id"].isin(config_ids)]
+    if hg_config_ids is not None:
+        hgs = hgs[hgs["hg_config_id"].isin(hg_config_ids)]
+    div_runs = curves.groupby(["config_id", "seed"]).agg(div=("diverged", "max"), n=("epoch", "max"))
+    ok = curves.merge(div_runs[(div_runs["div"] == 0) & (div_runs["n"] >= epochs)].reset_index()[["config_id", "seed"]])
+    V = _curve_matrix(ok, epochs)
+    if len(V) < 8:
+        raise SurrogateError(f"only {len(V)} complete runs to fit task {task_name!r}; collect at least 8")
+    Y = logit(V.to_numpy())
+    cfg_ids = V.index.get_level_values("config_id").to_numpy()
+    psi_by_cfg = curves.groupby("config_id")[[f"psi_{k}" for k in PSI_KEYS]].first()
+    # per-config means (the GP learns the mean curve; seed noise is modelled separately)
+    means = pd.DataFrame(Y, index=cfg_ids).groupby(level=0).mean()
+    U = to_unit_array(psi_by_cfg.loc[means.index])
+    curve_mean = means.to_numpy().mean(axis=0)
+    C = means.to_numpy() - curve_mean
+    _, sv, vt = np.linalg.svd(C, full_matrices=False)
+    rank = min(rank, len(sv))
+    basis = vt[:rank]
+    scores = C @ basis.T
+    explained = float((sv[:rank] ** 2).sum() / (sv ** 2).sum())
+    curve_gp = GP.fit(U, scores, seed=seed)
+
+    # seed noise on configs with repeated seeds
+    counts = pd.Series(cfg_ids).value_counts()
+    rep = np.isin(cfg_ids, counts[counts >= 2].index)
+    if rep.sum() < 4:
+        raise SurrogateError("seed noise needs configurations with >= 2 seeds; the data has none")
+    resid = Y[rep] - means.loc[cfg_ids[rep]].to_numpy()
+    noise_std, noise_corr, noise_info = fit_noise(resid, cfg_ids[rep])
+
+    # test accuracy from val accuracy at the same epoch (measured at rung milestones)
+    tv = ok.dropna(subset=["test_acc"])
+    lr = LinearRegression().fit(logit(tv[["val_acc"]].to_numpy()), logit(tv["test_acc"].to_numpy()))
+    test_coef = np.array([lr.intercept_, lr.coef_[0]])
+    test_resid = logit(tv["test_acc"].to_numpy()) - lr.predict(logit(tv[["val_acc"]].to_numpy()))
+
+    # epoch time: log-normal, mean linear in ψ; epoch 1 carries a warm-up surcharge
+    later = curves[curves["epoch"] > 1]
+    Ut = to_unit_array(later)
+    lt = np.log(later["epoch_time"].to_numpy())
+    tlr = LinearRegression().fit(Ut, lt)
+    time_coef = np.concatenate([[tlr.intercept_], tlr.coef_])
+    time_sigma = float(np.std(lt - tlr.predict(Ut)))
+    first = curves[curves["epoch"] == 1]
+    first_extra = float(np.median(np.log(first["epoch_time"].to_numpy()) - tlr.predict(to_unit_array(first))))
+
+    # divergence
+    runs = div_runs.reset_index().merge(psi_by_cfg.reset_index())
+    n_div = int(runs["div"].sum())
+    if 3 <= n_div <= len(runs) - 3:
+        clf = LogisticRegression(C=1.0).fit(to_unit_array(runs), runs["div"].to_numpy())
+        div_coef = np.concatenate([clf.intercept_, clf.coef_[0]])
+    else:  # too few events for a slope: a constant rate with a half-count prior
+        p = (n_div + 0.5) / (len(runs) + 1.0)
+        div_coef = np.concatenate([[math.log(p / (1 - p))], np.zeros(len(PSI_KEYS))])
+
+    # hyper-gradients: per-config mean and log std over batches
+    hcols = [f"hg_{k}" for k in PSI_KEYS]
+    hm = hgs.groupby("hg_config_id")[hcols].mean()
+    hs = hgs.groupby("hg_config_id")[hcols].std(ddof=1)
+    hpsi = hgs.groupby("hg_config_id")[[f"psi_{k}" for k in PSI_KEYS]].first().loc[hm.index]
+    Uh = to_unit_array(hpsi)
+    hg_mean_gp = GP.fit(Uh, hm.to_numpy(), seed=seed, restarts=1)
+    hg_logsd_gp = GP.fit(Uh, np.log(np.maximum(hs.to_numpy(), 1e-12)), seed=seed, restarts=1)
+    hg_batch_seconds = float(hgs.groupby("hg_config_id")["seconds"].first().median())
+
+    meta = {"n_runs": int(len(V)), "n_configs": int(means.shape[0]), "n_repeated_configs": int((counts >= 2).sum()),
+            "seeds_per_repeated_config": int(counts.max()), "n_diverged_runs": n_div,
+            "svd_rank": rank, "svd_explained": explained, "noise": noise_info,
+            "n_hypergrad_configs": int(len(hm)), "hypergrad_batches_per_config": int(hgs.groupby("hg_config_id").size().median()),
+            "curve_gp": {"amp": curve_gp.amp, "lengthscales": curve_gp.ls.tolist(), "noise": curve_gp.noise}}
+    return Surrogate(task=task_name, epochs=epochs, curve_gp=curve_gp, basis=basis, curve_mean=curve_mean,
+                     noise_std=noise_std, noise_corr=noise_corr, test_coef=test_coef,
+                     test_resid_std=float(np.std(test_resid)), time_coef=time_coef, time_sigma=time_sigma,
+                     first_epoch_extra=first_extra, startup_s=float(startup_s), div_coef=div_coef,
+                     hg_mean_gp=hg_mean_gp, hg_logsd_gp=hg_logsd_gp, hg_batch_seconds=hg_batch_seconds, meta=meta)

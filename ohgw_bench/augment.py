@@ -3,7 +3,7 @@
 Every image draws its own RandAugment ops (torchvision's 14 ops, its 31-bin magnitude table,
 random signs), but the work is batched: images that drew the same (op, sign) are transformed in
 one call of torchvision's tensor functional API, so the result equals torchvision's own
-``RandAugment`` op for op (tests/test_augment.py checks this on uint8 images) while running
+(v2) ``RandAugment`` op for op (tests/test_augment.py checks this on uint8 images) while running
 without per-image PIL. All randomness comes from one ``torch.Generator`` and is drawn
 independently of the magnitude, so two calls with the same generator state and different
 magnitudes use the same ops, signs, crops and holes (common random numbers for ∂J/∂m).
@@ -35,8 +35,8 @@ def magnitude_table(op: str, size: int) -> torch.Tensor:
         return lin(0.9)
     if op == "Posterize":
         return 8 - (torch.arange(NUM_BINS) / ((NUM_BINS - 1) / 4)).round().int()
-    if op == "Solarize":
-        return torch.linspace(255.0, 0.0, NUM_BINS)
+    if op == "Solarize":  # threshold as a fraction of the dtype's maximum (torchvision v2)
+        return torch.linspace(1.0, 0.0, NUM_BINS)
     return torch.tensor(0.0)
 
 
@@ -70,7 +70,7 @@ def apply_op(img: torch.Tensor, op: str, magnitude: float) -> torch.Tensor:
     if op == "Posterize":
         return TF.posterize(img, int(magnitude))
     if op == "Solarize":
-        return TF.solarize(img, magnitude)
+        return TF.solarize(img, magnitude * (255.0 if img.dtype == torch.uint8 else 1.0))
     if op == "AutoContrast":
         return TF.autocontrast(img)
     if op == "Equalize":

@@ -64,6 +64,9 @@ TASKS: dict[str, Task] = {
     "cifar10-resnet20-noise10": _R20.replace(name="cifar10-resnet20-noise10", label_noise=0.1,
                                              description="exp-1 with 10% symmetric label noise."),
     "cifar10-mini": _MINI,
+    "cifar10-smoke": _MINI.replace(name="cifar10-smoke", resolution=8, n_train=200, n_val=50, n_test=50,
+                                   max_epochs=3, batch_size=25, cutout=4, hg_batch=32,
+                                   description="Smoke test: seconds per trial; any tiny CIFAR-10 layout will do."),
     "cifar10-mini-noise10": _MINI.replace(name="cifar10-mini-noise10", label_noise=0.1,
                                           description="cifar10-mini with 10% symmetric label noise."),
 }

@@ -197,8 +197,9 @@ class Trial:
             if self.epoch == 0 and self.step == 0:
                 l, c = self._warm_start(perm[:bs])
                 loss_sum, correct, seen, first = l * bs, c, bs, 1
+                self.diverged = not math.isfinite(l)
             nat = space.psi_to_natural(self.psi)
-            for s in range(first, self.steps_per_epoch):
+            for s in range(first, 0 if self.diverged else self.steps_per_epoch):
                 l, c = self._train_step(perm[s * bs:(s + 1) * bs], nat)
                 if not math.isfinite(l):
                     self.diverged = True

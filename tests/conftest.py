@@ -65,3 +65,25 @@ def synthetic_surrogate_dir(tmp_path_factory):
     hgs.to_parquet(d / "hypergrads.parquet")
     fit_surrogate(curves, hgs, "cifar10-mini", 27, startup_s=1.0).save(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_imagefolder(tmp_path_factory):
+    """A CIFAR-10-shaped ImageFolder (30 train / 10 test JPEGs per class) for CLI and sweep tests."""
+    from PIL import Image
+
+    from ohgw_bench.data import CLASSES
+    root = tmp_path_factory.mktemp("cifar-tiny")
+    arr = synthetic_arrays(30, 10, seed=3)
+    for split in ("train", "test"):
+        for i, (x, y) in enumerate(zip(arr[f"{split}_x"], arr[f"{split}_y"])):
+            d = root / split / CLASSES[y]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x).save(d / f"{i:04d}.jpg", quality=95)
+    return root
+
+
+@pytest.fixture()
+def cache_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("OHGW_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

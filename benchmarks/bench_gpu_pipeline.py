@@ -584,6 +584,14 @@ def main(argv=None) -> int:
         if ours:
             print(f"[ours] epoch (training pass, {ours['steps_per_epoch']} steps): {fmt_spread(ours['epoch_s'])}; "
                   f"with validation: {fmt_spread(ours['epoch_with_eval_s'])}", flush=True)
+        # hgcost before the concurrent trials: quick, and kept if a time limit cuts the run short
+        hg = part("hgcost", lambda: bench_hgcost(task, td, device, reps, hgb))
+        if hg:
+            for k, v in hg["ratios_vs_plain_step"].items():
+                print(f"[hgcost] {k} vs one plain step: time {v['time']:.2f}x, FLOPs {v['flops']:.2f}x, "
+                      f"peak memory {v['peak_memory']:.2f}x (plain step median "
+                      f"{hg['cost']['plain_step']['seconds_median'] * 1e3:.1f} ms, repeats={reps}); "
+                      f"share of an epoch {hg['epoch_share'][k]:.3f}", flush=True)
         conc = {}
         if "concurrent" in skip or not ns:
             res["notes"].append("concurrent: skipped")
@@ -602,13 +610,6 @@ def main(argv=None) -> int:
                     print(f"[concurrent N={n}] aggregate {r['aggregate_epochs_per_s']:.3f} epochs/s over "
                           f"{r['wall_s']:.1f} s ({n}x{r['timed_epochs_per_trial']} epochs){rel}; per-trial training "
                           f"pass {fmt_spread(r['per_trial_train_s'])}", flush=True)
-        hg = part("hgcost", lambda: bench_hgcost(task, td, device, reps, hgb))
-        if hg:
-            for k, v in hg["ratios_vs_plain_step"].items():
-                print(f"[hgcost] {k} vs one plain step: time {v['time']:.2f}x, FLOPs {v['flops']:.2f}x, "
-                      f"peak memory {v['peak_memory']:.2f}x (plain step median "
-                      f"{hg['cost']['plain_step']['seconds_median'] * 1e3:.1f} ms, repeats={reps}); "
-                      f"share of an epoch {hg['epoch_share'][k]:.3f}", flush=True)
         ok = True
     finally:
         ratios = {}

@@ -23,6 +23,9 @@ def add_verbs(sub) -> None:
     c.set_defaults(fn=cmd_collect)
     add_sweep(sub)
     add_fit(sub)
+    add_misc(sub)
+    from .verify import add_verify
+    add_verify(sub)
 
 
 def _overrides(items) -> dict:
@@ -129,3 +132,52 @@ def add_fit(sub) -> None:
     f.add_argument("--startup-s", type=float, default=0.0, help="per-(re)start overhead of a real trial process")
     f.add_argument("--overhead-from", default=None, help="measure the start-up overhead from a real results dir")
     f.set_defaults(fn=cmd_fit)
+
+
+def cmd_calibrate(args) -> int:
+    """σ of the random warm start: the empirical mean |∂J/∂ψ| per coordinate over measured batches."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .results import write_json_atomic
+    from .space import PSI_KEYS
+    from .tasks import get_task
+    from .warmstart import CALIBRATION_DIR
+    get_task(args.task)
+    src = Path(args.source or f"surrogates/{args.task}/hypergrads.parquet")
+    if not src.exists():
+        raise ValueError(f"calibration source {str(src)!r} does not exist; run `ohgw-bench collect` "
+                         f"(phase hypergrads) for task {args.task!r} first")
+    hg = pd.read_parquet(src)
+    cal = {"task": args.task, "source": str(src), "n_batches": int(len(hg)),
+           "n_configs": int(hg["hg_config_id"].nunique()),
+           "abs_hypergrad_mean": {k: float(hg[f"hg_{k}"].abs().mean()) for k in PSI_KEYS},
+           "note": "random warm start: sigma_i = eta * abs_hypergrad_mean_i, the mean magnitude of a raw "
+                   "hyper-gradient step's component, so both variants inject the same energy per coordinate"}
+    out = Path(args.out) if args.out else CALIBRATION_DIR / f"{args.task}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(cal, out)
+    print(json.dumps(cal, indent=2))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import make_report
+    rep = make_report(args.results_dir, out_dir=args.out, show_progress=not args.no_progress)
+    print(f"wrote {rep.get('out_dir', args.results_dir)}", file=sys.stderr)
+    return 0
+
+
+def add_misc(sub) -> None:
+    c = sub.add_parser("calibrate", help="calibrate the random warm start's sigma from measured hyper-gradients")
+    c.add_argument("--task", required=True)
+    c.add_argument("--source", default=None, help="hypergrads.parquet (default surrogates/TASK/hypergrads.parquet)")
+    c.add_argument("--out", default=None)
+    c.set_defaults(fn=cmd_calibrate)
+    r = sub.add_parser("report", help="metrics, statistics, verdict and figures of a results store")
+    r.add_argument("results_dir")
+    r.add_argument("--out", default=None, help="default RESULTS_DIR/report")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(fn=cmd_report)

@@ -99,6 +99,12 @@ def _cancel(ray, refs) -> None:
             ray.cancel(r)
 
 
+def _last_line(err: BaseException) -> str:
+    """``Type: message`` of a task failure (a RayTaskError's text ends with the cause's last line)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
 def _cause(err: BaseException) -> BaseException:
     """A task's exception as an instance of its cause's class (so the CLI reports e.g. ValueError)."""
     with contextlib.suppress(Exception):
@@ -120,7 +126,8 @@ def _surrogate_blob(path: str | None) -> dict | None:
 
 def _materialize_surrogate(blob: dict, root: str | Path | None = None) -> str:
     """Write a shipped artifact into a node-local directory keyed by its checksum (once per node)."""
-    root = Path(root or os.environ.get("OHGW_RAY_SURROGATE_CACHE") or Path(tempfile.gettempdir()) / "ohgw-bench-surrogates")
+    root = Path(root or os.environ.get("OHGW_RAY_SURROGATE_CACHE")
+                or Path(tempfile.gettempdir()) / "ohgw-bench-surrogates")
     d = root / blob["sha256"][:20]
     if not all((d / f).is_file() and (d / f).read_bytes() == blob[f] for f in SURROGATE_FILES):
         d.mkdir(parents=True, exist_ok=True)
@@ -178,7 +185,7 @@ def _iter_chunks(ray, cfg_json, chunks, address, max_retries, chunk_fn):
             i, e = failures[0]
             ch = chunks[i]
             msg = (f"{len(failures)} of {len(chunks)} Ray tasks failed; the first ran {len(ch)} replicate(s) from "
-                   f"{ch[0]}: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''} "
+                   f"{ch[0]}: {_last_line(e)} "
                    f"(finished replicates are stored; rerun with --resume to redo the rest)")
             cause = _cause(e)
             if isinstance(cause, ValueError):
@@ -303,7 +310,7 @@ def run_real_replicates_ray(cfg, todo: list, rep_dir: Path, address: str | None 
         bar.close()
         if failures:
             key, e = failures[0]
-            msg = (f"{len(failures)} of {len(todo)} replicates failed on Ray; the first, {key}: {type(e).__name__} "
+            msg = (f"{len(failures)} of {len(todo)} replicates failed on Ray; the first, {key}: {_last_line(e)} "
                    f"(finished replicates are stored; rerun with --resume to redo the rest)")
             if isinstance(_cause(e), ValueError):
                 raise ValueError(msg) from e

@@ -87,7 +87,9 @@ def _blackbox_class():
             if run["diverged_at"]:
                 div[run["diverged_at"] - 1:] = 1.0
                 val[run["diverged_at"] - 1:] = 0.1
-            out = np.stack([val, run["test_acc"], elapsed, run["epoch_time"], div], axis=1)
+            et = run["epoch_time"].copy()
+            et[0] += self.ws_cost.get(tid, 0.0)  # as in real trials, epoch 1's time contains the warm start
+            out = np.stack([val, run["test_acc"], elapsed, et, div], axis=1)
             return out if fidelity is None else out[int(fidelity["epoch"]) - 1]
 
     return SurrogateBlackbox
@@ -216,7 +218,7 @@ def run_surrogate_replicates(cfg, todo: list, rep_dir: Path, progress: bool = Tr
     from .sweep import write_units
     Surrogate.load(cfg.surrogate)  # fail early on a missing or corrupt artifact
     cfg_json = cfg.model_dump(mode="json")
-    chunks = chunks_of(todo, chunk_size)
+    chunks = chunks_of(todo, int(os.environ.get("OHGW_CHUNK", chunk_size)))
     bar = tqdm(total=len(todo), desc=f"sweep {cfg.name} (surrogate)", disable=not progress, file=sys.stderr)
     if executor == "ray":
         from .ray_executor import map_chunks

@@ -220,6 +220,9 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, progress: bool = True, exe
     if cfg.backend == "surrogate":
         from .simulate import run_surrogate_replicates
         run_surrogate_replicates(cfg, todo, rep_dir, progress=progress, executor=executor, address=address)
+    elif executor == "ray":
+        from .ray_executor import run_real_replicates_ray
+        run_real_replicates_ray(cfg, todo, rep_dir, address=address, progress=progress)
     else:
         bar = tqdm(todo, desc=f"sweep {cfg.name}", disable=not progress, file=sys.stderr)
         for scheduler, variant, seed in bar:

@@ -72,14 +72,22 @@ def surrogate_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray with 2 CPUs, started the way the executor starts one (OHGW_RAY_CPUS)."""
-    old = os.environ.get("OHGW_RAY_CPUS")
-    os.environ["OHGW_RAY_CPUS"] = "2"
+def sur_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("sur-cache")
+
+
+@pytest.fixture(scope="module")
+def ray_local(sur_cache):
+    """A local Ray with 2 CPUs, started the way the executor starts one (OHGW_RAY_CPUS); its workers
+    (which inherit this environment) cache shipped surrogates under a pytest directory."""
+    env = {"OHGW_RAY_CPUS": "2", "OHGW_RAY_SURROGATE_CACHE": str(sur_cache)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         started = ray_executor.connect(None)
     finally:
-        os.environ.pop("OHGW_RAY_CPUS") if old is None else os.environ.__setitem__("OHGW_RAY_CPUS", old)
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     assert ray.cluster_resources().get("CPU") == 2 or not started
     yield ray
     if started:
@@ -109,10 +117,12 @@ def assert_same_store(path, expected: bytes):
 
 
 # ----------------------------------------------------------------------------- simulated sweeps
-def test_ray_sweep_store_is_byte_identical_to_local(ray_local, surrogate_dir, local_results, tmp_path):
+def test_ray_sweep_store_is_byte_identical_to_local(ray_local, sur_cache, surrogate_dir, local_results, tmp_path):
     cfg = sweep_cfg(surrogate_dir, tmp_path / "out")
     out = run_sweep(cfg, progress=False, executor="ray")
     assert_same_store(out / "results.parquet", local_results)
+    shipped = [d for d in sur_cache.iterdir() if (d / "surrogate.json").exists()]
+    assert len(shipped) == 1  # the task simulated on the copy shipped through the object store
     reps = pd.read_parquet(out / "replicates.parquet")
     assert sorted(zip(reps["scheduler"], reps["variant"], reps["seed"])) == sorted(replicates(cfg))
     assert ray.is_initialized()  # map_chunks did not shut down a Ray it did not start
@@ -221,6 +231,23 @@ def test_real_replicates_as_ray_tasks(ray_local, tmp_path):
         assert not os.path.exists(info["workdir"])  # scratch removed
     assert len(list(seen.iterdir())) == len(todo)
     assert ray.is_initialized()
+
+
+def test_failed_real_replicate_leaves_the_others_stored(ray_local, tmp_path):
+    cfg = SweepConfig(name="ray-real-fail", task=TASK, backend="real", variants=VARIANTS, seeds="0:2", n_workers=1,
+                      budget_s=60, out=str(tmp_path / "out"))
+
+    def fake_replicate(cfg, scheduler, variant, seed, workdir):
+        if (variant, seed) == ("ohgw-1step", 1):
+            raise ValueError("no data here")
+        return pd.DataFrame({"trial_id": [0], "epoch": [1], "val_acc": [0.3], "elapsed_s": [1.0],
+                             "status": ["stopped"]}), {"wall_s": 1.0, "n_trials": 1}
+
+    todo = replicates(cfg)
+    rep_dir = cfg.out_dir / "replicates"
+    with pytest.raises(ValueError, match=r"1 of 4 replicates failed on Ray.*'ohgw-1step', 1\).*no data here"):
+        run_real_replicates_ray(cfg, todo, rep_dir, progress=False, _replicate_fn=fake_replicate)
+    assert finished(rep_dir) == set(todo) - {("asha", "ohgw-1step", 1)}
 
 
 def test_syne_tune_rotates_trials_over_the_assigned_gpus_only(monkeypatch, tmp_path):

@@ -200,8 +200,9 @@ def test_per_replicate_metrics_by_hand():
     assert (m.incumbent_trial, m.final_test_acc) == (1, 0.74)
     # Time-sorted best-so-far: 0.5 on [10,15), 0.75 on [15,40] -> (0.5*5 + 0.75*25)/40 = 21.25/40
     assert m.auc == pytest.approx(0.53125)
-    # Warm start 1 s per trial, 2 trials; epochs 3 * 10 s -> 2 / (30 + 2) = 0.0625.
-    assert m.ws_overhead_share == pytest.approx(0.0625)
+    # Warm start 1 s per trial, 2 trials; epochs 3 * 10 s, which already contain the warm starts
+    # (epoch 1 of each trial) -> 2 / 30.
+    assert m.ws_overhead_share == pytest.approx(2 / 30)
     # |−2.1 − (−2)| = 0.1 and |−1.3 − (−1)| = 0.3 -> mean shift 0.2; other keys unmoved.
     assert m.shift_log10_lr == pytest.approx(0.2) and m.shift_momentum == 0.0
     assert m.n_trials == 2 and m.n_results == 3 and m.budget_s == 40.0

@@ -1,0 +1,268 @@
+"""``ohgw-bench verify SURROGATE_DIR --real RESULTS_DIR``: is the surrogate as good as a rerun, and does
+it reach the same verdict as real HPO?
+
+- config level: fidelity on real runs the surrogate never saw (``--heldout-curves``: a separate
+  collection; otherwise the fit's held-out split, refitted here on the other configurations);
+- HPO level: the real replicates against ≥200 surrogate replicates of the same sweep config: share of
+  time points where the real median incumbent curve lies in the surrogate's 95 % band (the band of
+  the median of as many replicates as the real sweep has), KS tests of T@τ and final test accuracy,
+  agreement of the variants' ranking and of the verdict;
+- shift: the design-fitted surrogate scored on the configurations the real schedulers chose.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ks_2samp, spearmanr
+
+from . import stats
+from .fidelity import TARGETS, config_fidelity, heldout_split, meets, predictive_samples
+from .results import load, write_json_atomic
+from .space import PSI_KEYS
+from .surrogate import Surrogate, fit_surrogate, to_unit_array
+
+BAND_TARGET = 0.90
+
+
+def incumbent_curves(results: pd.DataFrame, grid: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
+    """(scheduler, variant) -> (n_seeds, len(grid)) best-so-far val acc on the grid."""
+    out = {}
+    for (s, v), g in results.groupby(["scheduler", "variant"]):
+        out[(s, v)] = np.stack([stats.best_so_far_on_grid(r, grid) for _, r in g.groupby("seed")])
+    return out
+
+
+def band_share(real: np.ndarray, sim: np.ndarray, rng: np.random.Generator, n_draws: int = 2000) -> dict:
+    """Share of grid points where the real median incumbent curve lies in the 95 % band of the
+    median of ``len(real)`` surrogate replicates (and, for information, the per-replicate band)."""
+    n = real.shape[0]
+    real_med = np.nanmedian(real, axis=0)
+    idx = rng.integers(0, sim.shape[0], size=(n_draws, n))
+    meds = np.nanmedian(sim[idx], axis=1)                      # (draws, grid)
+    lo, hi = np.nanquantile(meds, [0.025, 0.975], axis=0)
+    lo1, hi1 = np.nanquantile(sim, [0.025, 0.975], axis=0)
+    ok = np.isfinite(real_med)
+    inside = (real_med >= lo - 1e-12) & (real_med <= hi + 1e-12)
+    inside1 = (real_med >= lo1 - 1e-12) & (real_med <= hi1 + 1e-12)
+    return {"band_share": float(inside[ok].mean()) if ok.any() else float("nan"),
+            "band_share_per_replicate": float(inside1[ok].mean()) if ok.any() else float("nan"),
+            "n_real": int(n), "n_sim": int(sim.shape[0]), "real_median": real_med.tolist(),
+            "band_lo": lo.tolist(), "band_hi": hi.tolist()}
+
+
+def shift_fidelity(sur: Surrogate, real: pd.DataFrame, seed: int = 0) -> dict:
+    """Score the surrogate on the configurations (x′) and epochs the real schedulers ran."""
+    rng = np.random.default_rng(seed)
+    r = real.dropna(subset=[f"xp_{k}" for k in PSI_KEYS]).copy()
+    if r.empty:
+        return {"n_results": 0}
+    U = to_unit_array(r, prefix="xp_")
+    samples = predictive_samples(sur, U, 500, rng)             # (n, rows, E)
+    e = np.clip(r["epoch"].to_numpy(int), 1, sur.epochs) - 1
+    s = samples[:, np.arange(len(r)), e]
+    pred = s.mean(0)
+    lo, hi = np.quantile(s, [0.05, 0.95], axis=0)
+    obs = r["val_acc"].to_numpy()
+    out = {"n_results": int(len(r)), "n_trials": int(r.groupby(["scheduler", "variant", "seed", "trial_id"]).ngroups),
+           "spearman_all": float(spearmanr(obs, pred).statistic),
+           "coverage_90": float(((obs >= lo) & (obs <= hi)).mean()),
+           "mean_abs_error": float(np.mean(np.abs(obs - pred)))}
+    per = {}
+    for ep in sorted(set(r["epoch"]) & {1, 3, 9, sur.epochs}):
+        m = r["epoch"].to_numpy() == ep
+        if m.sum() >= 5:
+            per[int(ep)] = {"n": int(m.sum()), "spearman": float(spearmanr(obs[m], pred[m]).statistic)}
+    out["per_rung"] = per
+    return out
+
+
+def _verdicts(results, reps, cfg, tau):
+    m = stats.per_replicate_metrics(results, reps, tau)
+    base = (cfg.get("report") or {}).get("baseline", "baseline")
+    comp = stats.compare_to_baseline(m, base, n_boot=0)
+    ver = stats.verdict(m, base, comparison=comp)
+    ranking = {}
+    for s, g in m.groupby("scheduler"):
+        med = g.groupby("variant")["t_tau_s"].median().sort_values(kind="stable")
+        ranking[s] = med.index.tolist()
+    overall = ver[ver["criterion"] == "overall"].set_index(["scheduler", "variant"])["pass"].to_dict()
+    return m, ranking, {f"{k[0]}/{k[1]}": bool(v) for k, v in overall.items()}
+
+
+def run_verify(surrogate_dir: str, real_dir: str, out: str | None = None, sim_seeds: int = 200,
+               sim_seed_start: int = 100_000, heldout_curves: str | None = None, progress: bool = True,
+               seed: int = 0) -> dict:
+    from .config import SweepConfig
+    from .sweep import run_sweep
+    sdir = Path(surrogate_dir)
+    sur = Surrogate.load(sdir)
+    real, real_reps, cfg = load(real_dir)
+    if real.empty:
+        raise ValueError(f"results directory {real_dir!r} holds no results")
+    if cfg.get("backend") != "real":
+        raise ValueError(f"--real {real_dir!r} is a {cfg.get('backend')!r} sweep; verify needs real replicates")
+    out = Path(out or Path(real_dir) / "verify")
+    out.mkdir(parents=True, exist_ok=True)
+    res: dict = {"surrogate": str(sdir), "real": str(real_dir), "task": sur.task}
+
+    # ---- config level
+    curves_all = pd.read_parquet(sdir / "curves.parquet") if (sdir / "curves.parquet").exists() else None
+    hgs_all = pd.read_parquet(sdir / "hypergrads.parquet") if (sdir / "hypergrads.parquet").exists() else None
+    if heldout_curves:
+        hc = pd.read_parquet(heldout_curves)
+        res["config_level"] = config_fidelity(sur, hc, None, seed=seed)
+        res["config_level"]["source"] = f"separate held-out collection {heldout_curves} (shipped surrogate)"
+    elif curves_all is not None:
+        train, held = heldout_split(curves_all, 0.2, seed=seed)
+        htr, hhe = heldout_split(hgs_all.rename(columns={"hg_config_id": "config_id", "batch": "seed"}), 0.2, seed=seed)
+        sur_t = fit_surrogate(curves_all, hgs_all, sur.task, sur.epochs, rank=sur.basis.shape[0], seed=seed,
+                              startup_s=sur.startup_s, config_ids=train, hg_config_ids=htr)
+        res["config_level"] = config_fidelity(sur_t, curves_all[curves_all.config_id.isin(held)],
+                                              hgs_all[hgs_all.hg_config_id.isin(hhe)], seed=seed)
+        res["config_level"]["source"] = ("20 % of the collected configurations held out; surrogate refitted on the "
+                                         "other 80 % (the shipped one saw all)")
+
+    # ---- HPO level: the same sweep config on the surrogate
+    sim_cfg = dict(cfg)
+    sim_cfg.update(backend="surrogate", surrogate=str(sdir), seeds=f"{sim_seed_start}:{sim_seed_start + sim_seeds}",
+                   out=str(out / "surrogate-sweep"), name=f"{cfg.get('name', 'sweep')}-surrogate")
+    scfg = SweepConfig(**sim_cfg)
+    sim_dir = run_sweep(scfg, resume=True, progress=progress)
+    sim, sim_reps, _ = load(sim_dir)
+    budget = float(scfg.replicate_budget_s)
+    grid = np.linspace(0, budget, 101)
+    rc, sc = incumbent_curves(real, grid), incumbent_curves(sim, grid)
+    tau_cfg = (cfg.get("report") or {}).get("tau", "auto")
+    base = (cfg.get("report") or {}).get("baseline", "baseline")
+    tau = float(tau_cfg) if tau_cfg != "auto" else stats.auto_tau(real, base, (cfg.get("report") or {}).get("tau_quantile", 0.5))
+    res["tau"] = tau
+    rng = np.random.default_rng(seed)
+    m_real, rank_real, ver_real = _verdicts(real, real_reps, cfg, tau)
+    m_sim, rank_sim, ver_sim = _verdicts(sim, sim_reps, cfg, tau)
+    hpo = {}
+    for key in sorted(rc):
+        if key not in sc:
+            continue
+        b = band_share(rc[key], sc[key], rng)
+        s, v = key
+        mr = m_real[(m_real.scheduler == s) & (m_real.variant == v)]
+        ms = m_sim[(m_sim.scheduler == s) & (m_sim.variant == v)]
+        ks_t = ks_2samp(mr["t_tau_s"], ms["t_tau_s"])
+        fa, fb = mr["final_test_acc"].dropna(), ms["final_test_acc"].dropna()
+        ks_a = ks_2samp(fa, fb) if len(fa) and len(fb) else None
+        hpo[f"{s}/{v}"] = {
+            "band_share": b["band_share"], "band_share_per_replicate": b["band_share_per_replicate"],
+            "n_real": b["n_real"], "n_sim": b["n_sim"],
+            "t_tau_median_real": float(mr["t_tau_s"].median()), "t_tau_median_sim": float(ms["t_tau_s"].median()),
+            "censored_real": int(mr["censored"].sum()), "censored_sim": int(ms["censored"].sum()),
+            "ks_t_tau": {"statistic": float(ks_t.statistic), "p": float(ks_t.pvalue)},
+            "ks_final_test_acc": ({"statistic": float(ks_a.statistic), "p": float(ks_a.pvalue)} if ks_a else None),
+            "final_test_acc_median_real": float(fa.median()) if len(fa) else None,
+            "final_test_acc_median_sim": float(fb.median()) if len(fb) else None,
+            "meets_band": bool(b["band_share"] >= BAND_TARGET)}
+        _plot_band(out, key, grid, b, rc[key], sc[key])
+    res["hpo_level"] = {"per_variant": hpo, "ranking_real": rank_real, "ranking_sim": rank_sim,
+                        "ranking_agrees": rank_real == {k: v for k, v in rank_sim.items() if k in rank_real},
+                        "verdict_real": ver_real, "verdict_sim": {k: v for k, v in ver_sim.items() if k in ver_real},
+                        "verdict_agrees": all(ver_sim.get(k) == v for k, v in ver_real.items())}
+    # ---- shift
+    res["shift"] = shift_fidelity(sur, real, seed=seed)
+    # ---- overall
+    checks = {}
+    cl = res.get("config_level", {})
+    for k in TARGETS:
+        checks[f"config/{k}"] = meets(k, cl.get(k))
+    for k, v in hpo.items():
+        checks[f"hpo/{k}/band"] = v["meets_band"]
+    checks["hpo/ranking_agrees"] = res["hpo_level"]["ranking_agrees"]
+    checks["hpo/verdict_agrees"] = res["hpo_level"]["verdict_agrees"]
+    res["checks"] = checks
+    res["pass"] = all(v is True for v in checks.values())
+    write_json_atomic(res, out / "verify.json")
+    (out / "verify.md").write_text(_markdown(res))
+    return res
+
+
+def _plot_band(out: Path, key, grid, b, real, sim) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.add_subplot()
+    ax.fill_between(grid, b["band_lo"], b["band_hi"], alpha=0.3, label=f"surrogate 95% band of a median of {b['n_real']}")
+    ax.plot(grid, np.nanmedian(sim, 0), "--", lw=1, label=f"surrogate median (n={b['n_sim']})")
+    ax.plot(grid, b["real_median"], "k", lw=2, label=f"real median (n={b['n_real']})")
+    ax.set_xlabel("replicate time (s)")
+    ax.set_ylabel("best val acc so far")
+    ax.set_title(f"{key[0]} / {key[1]}: inside band {b['band_share']:.0%} of time points", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / f"band_{key[0]}_{key[1]}.png", dpi=120)
+    fig.savefig(out / f"band_{key[0]}_{key[1]}.pdf")
+
+
+def _fmt(x, d=3):
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
+
+
+def _markdown(res: dict) -> str:
+    L = [f"# Verification of the surrogate `{res['surrogate']}` against real runs `{res['real']}`", "",
+         f"Overall: **{'PASS' if res['pass'] else 'FAIL'}** (every figure against its target below).", ""]
+    cl = res.get("config_level")
+    if cl:
+        L += ["## Config level", "", f"Source: {cl.get('source')}; {cl['n_runs']} runs on {cl['n_configs']} configurations "
+              f"({cl.get('n_repeated_configs', 0)} with repeated seeds).", "",
+              "| figure | value | target | meets |", "|---|---|---|---|"]
+        for k, (op, t) in TARGETS.items():
+            tgt = f"≥ {t}" if op == ">=" else f"{t[0]}–{t[1]}"
+            L.append(f"| {k} | {_fmt(cl.get(k))} | {tgt} | {meets(k, cl.get(k))} |")
+        L.append(f"| epoch_time_mape | {_fmt(cl.get('epoch_time_mape'))} | – | – |")
+        if "hypergrad_cosine_median" in cl:
+            L.append(f"| hypergrad_cosine_median | {_fmt(cl['hypergrad_cosine_median'])} | – | – |")
+        L += ["", "Spearman per rung: " + ", ".join(f"epoch {r}: {_fmt(v)}" for r, v in cl["rung_spearman"].items()), ""]
+    h = res["hpo_level"]
+    L += ["## HPO level", "", f"τ = {res['tau']:.4f} (val accuracy).", "",
+          "| scheduler/variant | n real | n sim | inside 95 % band (target ≥ 0.90) | per-replicate band | "
+          "median T@τ real / sim (s) | censored real / sim | KS T@τ (D, p) | KS final test acc (D, p) |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for k, v in h["per_variant"].items():
+        ks_a = v["ks_final_test_acc"]
+        L.append(f"| {k} | {v['n_real']} | {v['n_sim']} | {_fmt(v['band_share'], 2)} ({v['meets_band']}) | "
+                 f"{_fmt(v['band_share_per_replicate'], 2)} | {_fmt(v['t_tau_median_real'], 1)} / "
+                 f"{_fmt(v['t_tau_median_sim'], 1)} | {v['censored_real']} / {v['censored_sim']} | "
+                 f"{_fmt(v['ks_t_tau']['statistic'], 2)}, {_fmt(v['ks_t_tau']['p'], 3)} | "
+                 + (f"{_fmt(ks_a['statistic'], 2)}, {_fmt(ks_a['p'], 3)} |" if ks_a else "n/a |"))
+    L += ["", f"Ranking by median T@τ — real: {h['ranking_real']}; surrogate: {h['ranking_sim']}; "
+          f"agrees: **{h['ranking_agrees']}**", "",
+          f"Verdict (all pre-registered criteria) — real: {h['verdict_real']}; surrogate: {h['verdict_sim']}; "
+          f"agrees: **{h['verdict_agrees']}**", ""]
+    s = res["shift"]
+    if s.get("n_results"):
+        L += ["## Shift: configurations chosen by the real schedulers", "",
+              f"{s['n_results']} results of {s['n_trials']} real trials: Spearman {_fmt(s['spearman_all'])}, "
+              f"90 % coverage {_fmt(s['coverage_90'])}, mean |error| {_fmt(s['mean_abs_error'])}; per rung: "
+              + ", ".join(f"epoch {e}: {_fmt(v['spearman'])} (n={v['n']})" for e, v in s["per_rung"].items()), ""]
+    L += ["## Checks", ""] + [f"- {k}: {v}" for k, v in res["checks"].items()]
+    return "\n".join(L) + "\n"
+
+
+def cmd_verify(args) -> int:
+    res = run_verify(args.surrogate_dir, args.real, out=args.out, sim_seeds=args.sim_seeds,
+                     heldout_curves=args.heldout_curves, progress=not args.no_progress)
+    print(json.dumps({"pass": res["pass"], "checks": res["checks"]}, indent=2))
+    return 0
+
+
+def add_verify(sub) -> None:
+    v = sub.add_parser("verify", help="check the surrogate against real runs (config and HPO level)")
+    v.add_argument("surrogate_dir")
+    v.add_argument("--real", required=True, help="results directory of a real sweep")
+    v.add_argument("--sim-seeds", type=int, default=200)
+    v.add_argument("--heldout-curves", default=None, help="curves.parquet of real runs the surrogate never saw")
+    v.add_argument("--out", default=None, help="default REAL/verify")
+    v.add_argument("--no-progress", action="store_true")
+    v.set_defaults(fn=cmd_verify)

@@ -157,13 +157,16 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     workdir = workdir or tempfile.mkdtemp(prefix="ohgw-sim-")
     os.environ["SYNETUNE_FOLDER"] = workdir
     t0 = time.perf_counter()
+    import contextlib
+    import io
     tuner = Tuner(trial_backend=backend, scheduler=sched,
                   stop_criterion=StoppingCriterion(max_wallclock_time=cfg.replicate_budget_s,
                                                    max_num_trials_started=cfg.max_trials),
                   n_workers=cfg.n_workers, sleep_time=0, callbacks=[SimulatorCallback(), Record()],
                   results_update_interval=1e9, print_update_interval=1e9, save_tuner=False,
                   tuner_name=f"sim-{scheduler}-{variant}-{seed}", suffix_tuner_name=False)
-    tuner.run()
+    with contextlib.redirect_stdout(io.StringIO()):  # the Tuner prints a status table per replicate
+        tuner.run()
     wall = time.perf_counter() - t0
     if own_tmp:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -175,10 +178,9 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     decisions = df.groupby("trial_id")["decision"].last().to_dict()
     from .sweep import _final_status
     df["status"] = df["trial_id"].map(_final_status(df, decisions, {}, max_epochs))
-    for tid, rec in records.items():
-        for k, v in rec.items():
-            if k.startswith(("x_", "xp_", "hg_")) or k in ("ws_cost_s", "ws_flops"):
-                df.loc[df["trial_id"] == tid, k] = v
+    keep = [c for c in next(iter(records.values())) if c.startswith(("x_", "xp_", "hg_")) or c in ("ws_cost_s", "ws_flops")]
+    rec = pd.DataFrame([{"trial_id": tid, **{k: r[k] for k in keep}} for tid, r in records.items()])
+    df = df.merge(rec, on="trial_id", how="left", sort=False)
     df["plain_step_s"] = np.nan
     return df.drop(columns=["decision"]), {"wall_s": wall, "n_trials": int(df["trial_id"].nunique())}
 

@@ -198,7 +198,9 @@ def run_sweep(cfg: SweepConfig, resume: bool = False, progress: bool = True, exe
         if s not in SCHEDULERS:
             raise ValueError(f"sweep config key 'schedulers': {s!r} is not a scheduler in {list(SCHEDULERS)}")
     for v, spec in cfg.variants.items():
-        from_variant(spec)  # validates every warm-start spec before anything runs
+        ws = from_variant(spec)  # validates every warm-start spec before anything runs
+        if ws.kind == "random" and ws.sigma is None:
+            ws.random_sigma(cfg.task)  # needs the task's calibration: fail now, not inside every trial
     out = cfg.out_dir
     rep_dir = out / "replicates"
     if out.exists() and any(rep_dir.glob("*.meta.parquet")) and not resume:

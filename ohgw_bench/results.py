@@ -37,6 +37,7 @@ COLUMNS: dict[str, str] = {
     "train_loss": "float64",
     "elapsed_s": "float64",  # replicate clock when the result arrived
     "epoch_time": "float64", # the trial's seconds for this epoch
+    "segment_start_s": "float64",  # real runs: replicate clock when this result's trial process (re)started
     "status": "str",         # final status of the trial: one of STATUSES
     "warm_start": "str",     # warm-start spec
     "ws_cost_s": "float64",  # seconds the warm start cost (hyper-gradient batches)

@@ -90,7 +90,7 @@ def run_real_replicate(cfg: SweepConfig, scheduler: str, variant: str, seed: int
     seed_global_rngs(seed)
     sched = make_scheduler(scheduler, space, seed, cfg.grace_period, cfg.reduction_factor, max_epochs,
                            hook=None, on_first_result=None if ws.kind == "none" else first_result)
-    rows, decisions = [], {}
+    rows, decisions, starts = [], {}, {}
 
     clock = {"t0": time.time()}
 
@@ -98,9 +98,17 @@ def run_real_replicate(cfg: SweepConfig, scheduler: str, variant: str, seed: int
         def on_tuning_start(self, tuner):
             clock["t0"] = time.time()
 
+        def on_start_trial(self, trial):
+            starts[trial.trial_id] = time.time() - clock["t0"]
+
+        def on_resume_trial(self, trial):
+            starts[trial.trial_id] = time.time() - clock["t0"]
+
         def on_trial_result(self, trial, status, result, decision):
-            # the replicate's wall-clock when the tuner processed the result
-            rows.append(dict(result, trial_id=trial.trial_id, elapsed_s=time.time() - clock["t0"]))
+            # the replicate's wall-clock when the tuner processed the result, and when the process
+            # that produced it was (re)started (start-up overhead = first result - start - epoch)
+            rows.append(dict(result, trial_id=trial.trial_id, elapsed_s=time.time() - clock["t0"],
+                             segment_start_s=starts.get(trial.trial_id, float("nan"))))
             decisions[trial.trial_id] = str(decision).split(".")[-1].upper()
 
     os.environ["SYNETUNE_FOLDER"] = str(workdir)

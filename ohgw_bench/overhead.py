@@ -1,0 +1,23 @@
+"""Start-up overhead of real trial processes, measured from a real sweep's results store."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .results import load
+
+
+def startup_overhead(results_dir: str) -> dict:
+    """Per (re)start: time from the tuner starting the process to its first result, minus that
+    epoch's own time — interpreter start, imports, data and checkpoint loading, the first report."""
+    res, _, _ = load(results_dir)
+    if "segment_start_s" not in res or res["segment_start_s"].isna().all():
+        raise ValueError(f"results in {results_dir!r} carry no trial start times (not a real sweep?)")
+    r = res.dropna(subset=["segment_start_s"]).sort_values("elapsed_s")
+    first = r.groupby(["scheduler", "variant", "seed", "trial_id", "segment_start_s"]).first().reset_index()
+    over = first["elapsed_s"] - first["segment_start_s"] - first["epoch_time"]
+    over = over[np.isfinite(over)]
+    if over.empty:
+        raise ValueError(f"results in {results_dir!r} hold no complete (re)start to measure")
+    return {"median_s": float(over.median()), "q25_s": float(over.quantile(0.25)),
+            "q75_s": float(over.quantile(0.75)), "n": int(len(over))}

@@ -596,9 +596,10 @@ def main(argv=None) -> int:
         if "concurrent" in skip or not ns:
             res["notes"].append("concurrent: skipped")
         else:
-            if not cuda and (os.cpu_count() or 1) < max(ns) * max(args.threads, 1):
-                res["notes"].append(f"concurrent on CPU: {os.cpu_count()} cores for up to {max(ns)} trials; "
-                                    "the aggregate measures core sharing, not a GPU")
+            if not cuda:
+                res["notes"].append(f"concurrent on CPU: {os.cpu_count()} cores (possibly shared) for up to "
+                                    f"{max(ns)} trials of {max(args.threads, 1)} thread(s); the aggregate measures "
+                                    "core sharing, nothing about a GPU")
             for n in ns:
                 r = part(f"concurrent_{n}", lambda n=n: bench_concurrent(n, args, tmp))
                 if r:

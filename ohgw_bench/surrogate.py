@@ -30,7 +30,7 @@ import pandas as pd
 from . import space
 from .space import PSI_KEYS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EPS = 1e-3
 
 
@@ -120,7 +120,7 @@ class SurrogateError(ValueError):
 class Surrogate:
     task: str
     epochs: int
-    curve_gp: GP                 # ψ -> SVD scores
+    curve_gps: list              # one GP per SVD component: ψ -> score
     basis: np.ndarray            # (r, epochs)
     curve_mean: np.ndarray       # (epochs,) mean logit curve
     noise_std: np.ndarray        # (epochs,) seed-noise std in logit space
@@ -141,11 +141,14 @@ class Surrogate:
     def mean_logit_curve(self, U: np.ndarray, return_std: bool = False):
         """(n, epochs) mean logit(val acc) at unit-cube ψ, and optionally its latent std per epoch."""
         if return_std:
-            s, sd = self.curve_gp.predict(U, return_std=True)
-            # scores share one kernel; their latent std maps to epochs through the basis
+            preds = [g.predict(U, return_std=True) for g in self.curve_gps]
+            s = np.concatenate([p[0] for p in preds], axis=1)
+            sd = np.concatenate([p[1] for p in preds], axis=1)
+            # independent scores: their latent variances map to epochs through the squared basis
             curve_sd = np.sqrt((sd ** 2) @ (self.basis ** 2))
             return self.curve_mean + s @ self.basis, curve_sd
-        return self.curve_mean + self.curve_gp.predict(U) @ self.basis
+        s = np.concatenate([g.predict(U) for g in self.curve_gps], axis=1)
+        return self.curve_mean + s @ self.basis
 
     def epoch_log_time(self, U: np.ndarray) -> np.ndarray:
         return self.time_coef[0] + U @ self.time_coef[1:]
@@ -183,7 +186,8 @@ class Surrogate:
         arrays = {"basis": self.basis, "curve_mean": self.curve_mean, "noise_std": self.noise_std,
                   "noise_corr": self.noise_corr, "test_coef": self.test_coef, "time_coef": self.time_coef,
                   "div_coef": self.div_coef}
-        arrays.update(self.curve_gp.to_arrays("curve_gp"))
+        for i, g in enumerate(self.curve_gps):
+            arrays.update(g.to_arrays(f"curve_gp{i}"))
         arrays.update(self.hg_mean_gp.to_arrays("hg_mean_gp"))
         arrays.update(self.hg_logsd_gp.to_arrays("hg_logsd_gp"))
         import io
@@ -224,7 +228,9 @@ class Surrogate:
         import io
         with np.load(io.BytesIO(blob)) as z:
             z = {k: z[k] for k in z.files}
-        return cls(task=s["task"], epochs=int(s["epochs"]), curve_gp=GP.from_arrays(z, "curve_gp"),
+        rank = int(z["basis"].shape[0])
+        return cls(task=s["task"], epochs=int(s["epochs"]),
+                   curve_gps=[GP.from_arrays(z, f"curve_gp{i}") for i in range(rank)],
                    basis=z["basis"], curve_mean=z["curve_mean"], noise_std=z["noise_std"],
                    noise_corr=z["noise_corr"], test_coef=z["test_coef"], test_resid_std=float(s["test_resid_std"]),
                    time_coef=z["time_coef"], time_sigma=float(s["time_sigma"]),
@@ -293,7 +299,9 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
     basis = vt[:rank]
     scores = C @ basis.T
     explained = float((sv[:rank] ** 2).sum() / (sv ** 2).sum())
-    curve_gp = GP.fit(U, scores, seed=seed)
+    # one GP per component: the leading scores are smooth signal, the trailing ones mostly seed noise,
+    # so they need their own length scales and noise levels
+    curve_gps = [GP.fit(U, scores[:, i:i + 1], seed=seed) for i in range(rank)]
 
     # seed noise on configs with repeated seeds
     counts = pd.Series(cfg_ids).value_counts()
@@ -343,8 +351,8 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
             "seeds_per_repeated_config": int(counts.max()), "n_diverged_runs": n_div,
             "svd_rank": rank, "svd_explained": explained, "noise": noise_info,
             "n_hypergrad_configs": int(len(hm)), "hypergrad_batches_per_config": int(hgs.groupby("hg_config_id").size().median()),
-            "curve_gp": {"amp": curve_gp.amp, "lengthscales": curve_gp.ls.tolist(), "noise": curve_gp.noise}}
-    return Surrogate(task=task_name, epochs=epochs, curve_gp=curve_gp, basis=basis, curve_mean=curve_mean,
+            "curve_gps": [{"amp": g.amp, "lengthscales": g.ls.tolist(), "noise": g.noise} for g in curve_gps]}
+    return Surrogate(task=task_name, epochs=epochs, curve_gps=curve_gps, basis=basis, curve_mean=curve_mean,
                      noise_std=noise_std, noise_corr=noise_corr, test_coef=test_coef,
                      test_resid_std=float(np.std(test_resid)), time_coef=time_coef, time_sigma=time_sigma,
                      first_epoch_extra=first_extra, startup_s=float(startup_s), div_coef=div_coef,

@@ -78,14 +78,35 @@ def apply_op(img: torch.Tensor, op: str, magnitude: float) -> torch.Tensor:
     raise ValueError(f"{op!r} is not a RandAugment op in {list(OPS)}")
 
 
-def rand_augment(x: torch.Tensor, magnitude: int, num_ops: int, gen: torch.Generator) -> torch.Tensor:
-    """Per-image RandAugment(num_ops, magnitude) on a uint8 batch, batched by (op, sign)."""
+def rand_augment(x: torch.Tensor, magnitude: int, num_ops: int, gen: torch.Generator,
+                 mode: str | None = None) -> torch.Tensor:
+    """Per-image RandAugment(num_ops, magnitude) on a uint8 batch.
+
+    ``mode="group"`` (default on CPU) transforms only the images that drew each (op, sign): least
+    compute, but the grouping needs the draws on the host (a device sync per op slot).
+    ``mode="select"`` (default on CUDA) transforms the whole batch with every (op, sign) and picks
+    each image's result with ``torch.where``: ~20x the (tiny) compute, no host sync. Both give the
+    same images for the same generator state."""
     b, size = x.shape[0], x.shape[-1]
     if not 0 <= magnitude < NUM_BINS:
         raise ValueError(f"RandAugment magnitude must lie in [0, 30], but got {magnitude=}")
+    mode = mode or ("select" if x.is_cuda else "group")
     for _ in range(num_ops):
         ops = torch.randint(len(OPS), (b,), generator=gen, device=gen.device)
         signs = torch.randint(2, (b,), generator=gen, device=gen.device)
+        if mode == "select":
+            ops, signs = ops.to(x.device), signs.to(x.device)
+            out = x
+            for oi, op in enumerate(OPS):
+                if op == "Identity":
+                    continue
+                table = magnitude_table(op, size)
+                mag = float(table[magnitude]) if table.ndim > 0 else 0.0
+                for s in ((0, 1) if op in SIGNED else (None,)):
+                    sel = (ops == oi) if s is None else ((ops == oi) & (signs == s))
+                    out = torch.where(sel[:, None, None, None], apply_op(x, op, -mag if s == 1 else mag), out)
+            x = out
+            continue
         ops, signs = ops.cpu(), signs.cpu()  # one small sync per op slot: grouping needs host indices
         out = x.clone()
         for oi, op in enumerate(OPS):

@@ -146,7 +146,8 @@ class Trial:
         }, self.ckpt)
 
     # ------------------------------------------------------------ training
-    def _train_step(self, idx: torch.Tensor, nat: dict) -> tuple[float, int]:
+    def _train_step(self, idx: torch.Tensor, nat: dict):
+        """One SGD step; returns (loss, number correct) as device tensors (no host sync here)."""
         d = self.data
         xb = augment.augment_batch(d.train_x[idx], space.ops_magnitude(self.psi["ra_magnitude"]), self.task.num_ops,
                                    self.task.cutout, self.gen, d.mean, d.std)
@@ -161,14 +162,14 @@ class Trial:
         loss.backward()
         self.opt.step()
         self.step += 1
-        return float(loss.detach()), int((out.argmax(1) == yb).sum())  # float(): a device sync, once per step
+        return loss.detach(), (out.argmax(1) == yb).sum()
 
     def _warm_start(self, first_idx: torch.Tensor) -> tuple[float, int]:
         """First ordinary SGD step (gives μ a gradient), then the warm start. Returns the step's loss/correct."""
         nat = space.psi_to_natural(self.psi)
         t0 = time.perf_counter()
         loss, correct = self._train_step(first_idx, nat)
-        sync(self.device)
+        loss, correct = float(loss), int(correct)
         self.plain_step_seconds = time.perf_counter() - t0
         d = self.data
         src = BatchSource(d.train_x, d.train_y, d.mean, d.std, batch_size=self.task.hg_batch,
@@ -199,12 +200,20 @@ class Trial:
                 loss_sum, correct, seen, first = l * bs, c, bs, 1
                 self.diverged = not math.isfinite(l)
             nat = space.psi_to_natural(self.psi)
+            # on a GPU, losses are summed on the device and checked once per epoch (a per-step
+            # float() is a host sync); on the CPU syncs are free, so a NaN stops the epoch at once
+            per_step = self.device.type != "cuda"
             for s in range(first, 0 if self.diverged else self.steps_per_epoch):
                 l, c = self._train_step(perm[s * bs:(s + 1) * bs], nat)
-                if not math.isfinite(l):
-                    self.diverged = True
-                    break
+                if per_step:
+                    l, c = float(l), int(c)
+                    if not math.isfinite(l):
+                        self.diverged = True
+                        break
                 loss_sum, correct, seen = loss_sum + l * bs, correct + c, seen + bs
+            loss_sum, correct = float(loss_sum), int(correct)
+            if not math.isfinite(loss_sum):
+                self.diverged = True
             sync(self.device)
             train_time = time.perf_counter() - t0
             self.epoch += 1

@@ -54,3 +54,10 @@ def test_cutout_mask_hole_size():
 def test_magnitude_out_of_range_is_an_error(imgs):
     with pytest.raises(ValueError, match="magnitude=31"):
         augment.rand_augment(imgs, 31, 2, torch.Generator())
+
+
+def test_select_mode_equals_group_mode(imgs):
+    # the sync-free GPU path gives the same images as the grouped CPU path
+    a = augment.rand_augment(imgs, 14, 2, torch.Generator().manual_seed(9), mode="group")
+    b = augment.rand_augment(imgs, 14, 2, torch.Generator().manual_seed(9), mode="select")
+    assert torch.equal(a, b)

@@ -97,20 +97,22 @@ def cmd_fit(args) -> int:
     import yaml
     task_name = yaml.safe_load((d / "collect.yaml").read_text())["task"] if (d / "collect.yaml").exists() else args.task
     task = get_task(task_name)
-    startup = args.startup_s
+    startup, time_data = args.startup_s, None
     if args.overhead_from:
-        from .overhead import startup_overhead
+        from .overhead import startup_overhead, sweep_epoch_times
         startup = startup_overhead(args.overhead_from)["median_s"]
+        time_data = sweep_epoch_times(args.overhead_from)
     # 1) fidelity: fit on the training split, score on held-out configurations
     train, held = heldout_split(curves, args.heldout, seed=args.seed)
     htrain, hheld = heldout_split(hgs.rename(columns={"hg_config_id": "config_id", "batch": "seed"}),
                                   args.heldout, seed=args.seed)
     sur_t = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed,
-                          startup_s=startup, config_ids=train, hg_config_ids=htrain)
+                          startup_s=startup, config_ids=train, hg_config_ids=htrain, time_data=time_data)
     fid = config_fidelity(sur_t, curves[curves["config_id"].isin(held)], hgs[hgs["hg_config_id"].isin(hheld)],
                           seed=args.seed)
     # 2) the shipped artifact: refit on all data
-    sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup)
+    sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup,
+                        time_data=time_data)
     sur.meta["fidelity_heldout"] = fid
     sur.meta["heldout_fraction"] = args.heldout
     sur.save(d)
@@ -130,7 +132,8 @@ def add_fit(sub) -> None:
     f.add_argument("--heldout", type=float, default=0.2)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--startup-s", type=float, default=0.0, help="per-(re)start overhead of a real trial process")
-    f.add_argument("--overhead-from", default=None, help="measure the start-up overhead from a real results dir")
+    f.add_argument("--overhead-from", default=None,
+                   help="a real sweep's results dir: start-up overhead and epoch times are fitted on its trials")
     f.set_defaults(fn=cmd_fit)
 
 

@@ -21,3 +21,15 @@ def startup_overhead(results_dir: str) -> dict:
         raise ValueError(f"results in {results_dir!r} hold no complete (re)start to measure")
     return {"median_s": float(over.median()), "q25_s": float(over.quantile(0.25)),
             "q75_s": float(over.quantile(0.75)), "n": int(len(over))}
+
+
+def sweep_epoch_times(results_dir: str) -> pd.DataFrame:
+    """Epoch times of a real sweep's trials (psi_* = the trained x′), for the surrogate's time model.
+    A trial's first epoch contains its warm start, which the surrogate adds separately: removed."""
+    from .space import PSI_KEYS
+    res, _, _ = load(results_dir)
+    out = pd.DataFrame({f"psi_{k}": res[f"xp_{k}"] for k in PSI_KEYS})
+    out["epoch"] = res["epoch"].to_numpy()
+    ws = res["ws_cost_s"].fillna(0.0).where(res["epoch"] == 1, 0.0)
+    out["epoch_time"] = (res["epoch_time"] - ws).to_numpy()
+    return out[np.isfinite(out["epoch_time"]) & (out["epoch_time"] > 0)].reset_index(drop=True)

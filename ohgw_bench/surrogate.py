@@ -274,8 +274,12 @@ def fit_noise(resid: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, rank: int = 4,
                   seed: int = 0, startup_s: float = 0.0, config_ids: set | None = None,
-                  hg_config_ids: set | None = None) -> Surrogate:
-    """Fit every part of the surrogate; ``config_ids``/``hg_config_ids`` restrict the training data."""
+                  hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None) -> Surrogate:
+    """Fit every part of the surrogate; ``config_ids``/``hg_config_ids`` restrict the training data.
+
+    ``time_data`` (columns psi_*, epoch, epoch_time): epoch times to fit the time model on instead of
+    the collected curves' — e.g. a real sweep's, whose trials ran under the sweep's own load (n
+    workers on the machine), which is what simulated time must reproduce."""
     from sklearn.linear_model import LinearRegression, LogisticRegression
     if config_ids is not None:
         curves = curves[curves["config_id"].isin(config_ids)]
@@ -318,13 +322,14 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
     test_resid = logit(tv["test_acc"].to_numpy()) - lr.predict(logit(tv[["val_acc"]].to_numpy()))
 
     # epoch time: log-normal, mean linear in ψ; epoch 1 carries a warm-up surcharge
-    later = curves[curves["epoch"] > 1]
+    tsrc = curves if time_data is None else time_data
+    later = tsrc[tsrc["epoch"] > 1]
     Ut = to_unit_array(later)
     lt = np.log(later["epoch_time"].to_numpy())
     tlr = LinearRegression().fit(Ut, lt)
     time_coef = np.concatenate([[tlr.intercept_], tlr.coef_])
     time_sigma = float(np.std(lt - tlr.predict(Ut)))
-    first = curves[curves["epoch"] == 1]
+    first = tsrc[tsrc["epoch"] == 1]
     first_extra = float(np.median(np.log(first["epoch_time"].to_numpy()) - tlr.predict(to_unit_array(first))))
 
     # divergence
@@ -349,6 +354,7 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
 
     meta = {"n_runs": int(len(V)), "n_configs": int(means.shape[0]), "n_repeated_configs": int((counts >= 2).sum()),
             "seeds_per_repeated_config": int(counts.max()), "n_diverged_runs": n_div,
+            "time_model_source": "collected curves" if time_data is None else f"{len(tsrc)} epochs of real sweep trials",
             "svd_rank": rank, "svd_explained": explained, "noise": noise_info,
             "n_hypergrad_configs": int(len(hm)), "hypergrad_batches_per_config": int(hgs.groupby("hg_config_id").size().median()),
             "curve_gps": [{"amp": g.amp, "lengthscales": g.ls.tolist(), "noise": g.noise} for g in curve_gps]}

@@ -35,12 +35,19 @@ def design(n: int, seed: int) -> list[dict]:
     return [space.from_unit(row) for row in u]
 
 
-def curve_jobs(cfg: CollectConfig) -> list[tuple[int, int, dict]]:
+def curve_jobs(cfg: CollectConfig, done: set | None = None) -> list[tuple[int, int, dict]]:
+    """Jobs not yet done, ordered so that a collection stopped at any point has both seed repeats and
+    new configurations: the repeat queue (repeated configs, config by config) and the queue of
+    single-seed configs alternate, one job each."""
     pts = design(cfg.n_configs, cfg.design_seed)
+    done = done or set()
+    repeats = [(i, s, pts[i]) for i in range(cfg.n_repeat_configs) for s in range(cfg.n_repeat_seeds)]
+    singles = [(i, 0, pts[i]) for i in range(cfg.n_repeat_configs, cfg.n_configs)]
+    repeats = [j for j in repeats if (j[0], j[1]) not in done]
+    singles = [j for j in singles if (j[0], j[1]) not in done]
     jobs = []
-    for i, psi in enumerate(pts):
-        for s in range(cfg.n_repeat_seeds if i < cfg.n_repeat_configs else 1):
-            jobs.append((i, s, psi))
+    for k in range(max(len(repeats), len(singles))):
+        jobs += repeats[k:k + 1] + singles[k:k + 1]
     return jobs
 
 
@@ -113,7 +120,7 @@ def run_collect(cfg: CollectConfig, phases=("hypergrads", "curves"), progress: b
             path = out / "curves.parquet"
             df = pd.read_parquet(path) if path.exists() else pd.DataFrame()
             done = set(zip(df["config_id"], df["seed"])) if len(df) else set()
-            jobs = [(i, s, p) for i, s, p in curve_jobs(cfg) if (i, s) not in done]
+            jobs = curve_jobs(cfg, done)
             submit = lambda ex, j: ex.submit(_run_curve, cfg.task, j[0], j[1], j[2], cfg.data_root)  # noqa
         if not jobs:
             continue

@@ -93,19 +93,44 @@ def _verdicts(results, reps, cfg, tau):
     return m, ranking, {f"{k[0]}/{k[1]}": bool(v) for k, v in overall.items()}
 
 
-def run_verify(surrogate_dir: str, real_dir: str, out: str | None = None, sim_seeds: int = 200,
+def load_real(real_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """One or more real results stores of the same task, budget and workers, merged: their
+    (scheduler, variant) sets and seeds are united (a replicate present twice is an error)."""
+    frames, reps, cfg = [], [], None
+    for d in real_dirs:
+        r, rp, c = load(d)
+        if c.get("backend") != "real":
+            raise ValueError(f"--real {d!r} is a {c.get('backend')!r} sweep; verify needs real replicates")
+        if cfg is None:
+            cfg = dict(c)
+        else:
+            for k in ("task", "budget_s", "budget_gpu_hours", "n_workers", "grace_period", "reduction_factor",
+                      "max_epochs"):
+                if c.get(k) != cfg.get(k):
+                    raise ValueError(f"--real {d!r} has {k}={c.get(k)!r}, the first store has {cfg.get(k)!r}")
+            cfg["schedulers"] = sorted(set(cfg["schedulers"]) | set(c["schedulers"]))
+            cfg["variants"] = {**cfg["variants"], **c["variants"]}
+        frames.append(r)
+        reps.append(rp)
+    real, rep = pd.concat(frames, ignore_index=True), pd.concat(reps, ignore_index=True)
+    if rep.duplicated(["scheduler", "variant", "seed"]).any():
+        raise ValueError("--real stores overlap: the same (scheduler, variant, seed) replicate appears twice")
+    return real, rep, cfg
+
+
+def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None = None, sim_seeds: int = 200,
                sim_seed_start: int = 100_000, heldout_curves: str | None = None, progress: bool = True,
                seed: int = 0) -> dict:
     from .config import SweepConfig
     from .sweep import run_sweep
     sdir = Path(surrogate_dir)
     sur = Surrogate.load(sdir)
-    real, real_reps, cfg = load(real_dir)
+    real_dirs = [real_dir] if isinstance(real_dir, (str, Path)) else list(real_dir)
+    real, real_reps, cfg = load_real(real_dirs)
     if real.empty:
-        raise ValueError(f"results directory {real_dir!r} holds no results")
-    if cfg.get("backend") != "real":
-        raise ValueError(f"--real {real_dir!r} is a {cfg.get('backend')!r} sweep; verify needs real replicates")
-    out = Path(out or Path(real_dir) / "verify")
+        raise ValueError(f"results directories {real_dirs} hold no results")
+    real_dir = ", ".join(map(str, real_dirs))
+    out = Path(out or Path(real_dirs[0]) / "verify")
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"surrogate": str(sdir), "real": str(real_dir), "task": sur.task}
 
@@ -260,7 +285,8 @@ def cmd_verify(args) -> int:
 def add_verify(sub) -> None:
     v = sub.add_parser("verify", help="check the surrogate against real runs (config and HPO level)")
     v.add_argument("surrogate_dir")
-    v.add_argument("--real", required=True, help="results directory of a real sweep")
+    v.add_argument("--real", required=True, action="append",
+                   help="results directory of a real sweep (repeat to merge stores of the same task and budget)")
     v.add_argument("--sim-seeds", type=int, default=200)
     v.add_argument("--heldout-curves", default=None, help="curves.parquet of real runs the surrogate never saw")
     v.add_argument("--out", default=None, help="default REAL/verify")

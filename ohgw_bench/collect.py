@@ -9,7 +9,6 @@ Files (all rewritten atomically after every finished job, so a kill loses at mos
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait

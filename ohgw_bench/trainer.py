@@ -12,7 +12,6 @@ atomically *before* each report, because a pause kills the process right after i
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys

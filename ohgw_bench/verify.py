@@ -12,7 +12,7 @@ it reach the same verdict as real HPO?
 from __future__ import annotations
 
 import json
-import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,14 @@ def incumbent_curves(results: pd.DataFrame, grid: np.ndarray) -> dict[tuple[str,
 
 def band_share(real: np.ndarray, sim: np.ndarray, rng: np.random.Generator, n_draws: int = 2000) -> dict:
     """Share of grid points where the real median incumbent curve lies in the 95 % band of the
-    median of ``len(real)`` surrogate replicates (and, for information, the per-replicate band)."""
+    median of ``len(real)`` surrogate replicates (and, for information, the per-replicate band).
+    Grid points before any replicate has a result are NaN and do not count."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN grid points before the first result
+        return _band_share(real, sim, rng, n_draws)
+
+
+def _band_share(real, sim, rng, n_draws):
     n = real.shape[0]
     real_med = np.nanmedian(real, axis=0)
     idx = rng.integers(0, sim.shape[0], size=(n_draws, n))
@@ -219,7 +226,10 @@ def _plot_band(out: Path, key, grid, b, real, sim) -> None:
     fig = Figure(figsize=(5, 3.6))
     ax = fig.add_subplot()
     ax.fill_between(grid, b["band_lo"], b["band_hi"], alpha=0.3, label=f"surrogate 95% band of a median of {b['n_real']}")
-    ax.plot(grid, np.nanmedian(sim, 0), "--", lw=1, label=f"surrogate median (n={b['n_sim']})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sim_med = np.nanmedian(sim, 0)
+    ax.plot(grid, sim_med, "--", lw=1, label=f"surrogate median (n={b['n_sim']})")
     ax.plot(grid, b["real_median"], "k", lw=2, label=f"real median (n={b['n_real']})")
     ax.set_xlabel("replicate time (s)")
     ax.set_ylabel("best val acc so far")

@@ -173,7 +173,11 @@ class Trial:
         d = self.data
         src = BatchSource(d.train_x, d.train_y, d.mean, d.std, batch_size=self.task.hg_batch,
                           num_ops=self.task.num_ops, cutout=self.task.cutout)
-        oracle = RealOracle(self.model, self.opt, src, self.gen, count_flops=self.count_flops)
+        # the oracle draws its batches from its own stream, so that a warm-started trial sees the same
+        # data order and augmentations afterwards as its paired baseline trial (common random numbers)
+        hg_gen = torch.Generator(device=self.device)
+        hg_gen.manual_seed(derive_seed(self.seed, "hypergrad"))
+        oracle = RealOracle(self.model, self.opt, src, hg_gen, count_flops=self.count_flops)
         rng = np.random.default_rng(derive_seed(self.seed, "warmstart"))
         self.ws = self.warm_start.apply(self.psi, oracle, rng, task=self.task.name)
         self.psi = dict(self.ws.psi_after)

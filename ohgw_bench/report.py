@@ -195,7 +195,7 @@ def _taus(results: pd.DataFrame, baseline: str, rep_cfg: dict) -> dict[str, dict
     of a task race to the same target.
     """
     q = _num(rep_cfg.get("tau_quantile"))
-    q = 0.5 if q is None else q
+    q = 0.25 if q is None else q  # default as in config.ReportConfig
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"report.tau_quantile must lie in [0, 1], but got tau_quantile={q!r}")
     raw = rep_cfg.get("tau", "auto")

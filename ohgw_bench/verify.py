@@ -170,7 +170,7 @@ def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None 
     rc, sc = incumbent_curves(real, grid), incumbent_curves(sim, grid)
     tau_cfg = (cfg.get("report") or {}).get("tau", "auto")
     base = (cfg.get("report") or {}).get("baseline", "baseline")
-    tau = float(tau_cfg) if tau_cfg != "auto" else stats.auto_tau(real, base, (cfg.get("report") or {}).get("tau_quantile", 0.5))
+    tau = float(tau_cfg) if tau_cfg != "auto" else stats.auto_tau(real, base, (cfg.get("report") or {}).get("tau_quantile", 0.25))
     res["tau"] = tau
     rng = np.random.default_rng(seed)
     m_real, rank_real, ver_real = _verdicts(real, real_reps, cfg, tau)

@@ -78,6 +78,18 @@ def apply_op(img: torch.Tensor, op: str, magnitude: float) -> torch.Tensor:
     raise ValueError(f"{op!r} is not a RandAugment op in {list(OPS)}")
 
 
+def _op_variants(size: int, magnitude: int):
+    """(op index, op, sign draw or None, signed magnitude) for every op but Identity: sign draw 1
+    means the negated magnitude, as in torchvision."""
+    for oi, op in enumerate(OPS):
+        if op == "Identity":
+            continue
+        table = magnitude_table(op, size)
+        mag = float(table[magnitude]) if table.ndim > 0 else 0.0
+        for s in ((0, 1) if op in SIGNED else (None,)):
+            yield oi, op, s, (-mag if s == 1 else mag)
+
+
 def rand_augment(x: torch.Tensor, magnitude: int, num_ops: int, gen: torch.Generator,
                  mode: str | None = None) -> torch.Tensor:
     """Per-image RandAugment(num_ops, magnitude) on a uint8 batch.
@@ -97,30 +109,19 @@ def rand_augment(x: torch.Tensor, magnitude: int, num_ops: int, gen: torch.Gener
         if mode == "select":
             ops, signs = ops.to(x.device), signs.to(x.device)
             out = x
-            for oi, op in enumerate(OPS):
-                if op == "Identity":
-                    continue
-                table = magnitude_table(op, size)
-                mag = float(table[magnitude]) if table.ndim > 0 else 0.0
-                for s in ((0, 1) if op in SIGNED else (None,)):
-                    sel = (ops == oi) if s is None else ((ops == oi) & (signs == s))
-                    out = torch.where(sel[:, None, None, None], apply_op(x, op, -mag if s == 1 else mag), out)
+            for oi, op, s, mag in _op_variants(size, magnitude):
+                sel = (ops == oi) if s is None else ((ops == oi) & (signs == s))
+                out = torch.where(sel[:, None, None, None], apply_op(x, op, mag), out)
             x = out
             continue
         ops, signs = ops.cpu(), signs.cpu()  # one small sync per op slot: grouping needs host indices
         out = x.clone()
-        for oi, op in enumerate(OPS):
-            if op == "Identity":
-                continue
-            table = magnitude_table(op, size)
-            mag = float(table[magnitude]) if table.ndim > 0 else 0.0
-            for s in ((0, 1) if op in SIGNED else (None,)):
-                sel = (ops == oi) if s is None else ((ops == oi) & (signs == s))
-                idx = torch.nonzero(sel).flatten()
-                if len(idx) == 0:
-                    continue
+        for oi, op, s, mag in _op_variants(size, magnitude):
+            sel = (ops == oi) if s is None else ((ops == oi) & (signs == s))
+            idx = torch.nonzero(sel).flatten()
+            if len(idx):
                 idx = idx.to(x.device)
-                out[idx] = apply_op(x[idx], op, -mag if s == 1 else mag)
+                out[idx] = apply_op(x[idx], op, mag)
         x = out
     return x
 

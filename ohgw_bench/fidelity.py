@@ -107,18 +107,26 @@ def heldout_split(curves: pd.DataFrame, frac: float = 0.2, seed: int = 0) -> tup
     return train, held
 
 
+def _fmt(x, d: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
+
+
+def fidelity_table(fid: dict) -> list[str]:
+    """Markdown lines: every config-level figure next to its target, and Spearman per rung."""
+    lines = ["| figure | value | target | meets |", "|---|---|---|---|"]
+    for k, (op, t) in TARGETS.items():
+        tgt = f"≥ {t}" if op == ">=" else f"{t[0]}–{t[1]}"
+        lines.append(f"| {k} | {_fmt(fid.get(k))} | {tgt} | {meets(k, fid.get(k))} |")
+    lines.append(f"| epoch_time_mape | {_fmt(fid.get('epoch_time_mape'))} | – | – |")
+    if "hypergrad_cosine_median" in fid:
+        lines.append(f"| hypergrad_cosine_median | {_fmt(fid['hypergrad_cosine_median'])} | – | – |")
+    return lines + ["", "Spearman per rung: " + ", ".join(f"epoch {r}: {_fmt(v)}" for r, v in fid["rung_spearman"].items())]
+
+
 def format_markdown(fid: dict, title: str) -> str:
     lines = [f"# {title}", "", f"Held-out real runs: {fid['n_runs']} runs on {fid['n_configs']} configurations "
              f"({fid.get('n_repeated_configs', 0)} with repeated seeds); "
-             f"hyper-gradients on {fid.get('n_hypergrad_configs', 0)} configurations.", "",
-             "| figure | value | target | meets |", "|---|---|---|---|"]
-    for k, (op, t) in TARGETS.items():
-        tgt = f"≥ {t}" if op == ">=" else f"{t[0]}–{t[1]}"
-        lines.append(f"| {k} | {fid.get(k, float('nan')):.3f} | {tgt} | {fid['meets_target'].get(k)} |")
-    lines.append(f"| epoch_time_mape | {fid['epoch_time_mape']:.3f} | – | – |")
-    if "hypergrad_cosine_median" in fid:
-        lines.append(f"| hypergrad_cosine_median | {fid['hypergrad_cosine_median']:.3f} | – | – |")
-    lines += ["", "Spearman per rung: " + ", ".join(f"epoch {r}: {v:.3f}" for r, v in fid["rung_spearman"].items())]
+             f"hyper-gradients on {fid.get('n_hypergrad_configs', 0)} configurations.", ""] + fidelity_table(fid)
     if "hypergrad_component_spearman" in fid:
         lines.append("Hyper-gradient Spearman per component: " + ", ".join(
             f"{k}: {v:.3f}" for k, v in fid["hypergrad_component_spearman"].items()))

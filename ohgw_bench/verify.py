@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.stats import ks_2samp, spearmanr
 
 from . import stats
-from .fidelity import TARGETS, config_fidelity, heldout_split, meets, predictive_samples
+from .fidelity import TARGETS, _fmt, config_fidelity, fidelity_table, heldout_split, meets, predictive_samples
 from .results import load, write_json_atomic
 from .space import PSI_KEYS
 from .surrogate import Surrogate, fit_surrogate, to_unit_array
@@ -240,8 +240,6 @@ def _plot_band(out: Path, key, grid, b, real, sim) -> None:
     fig.savefig(out / f"band_{key[0]}_{key[1]}.pdf")
 
 
-def _fmt(x, d=3):
-    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
 
 
 def _markdown(res: dict) -> str:
@@ -250,15 +248,7 @@ def _markdown(res: dict) -> str:
     cl = res.get("config_level")
     if cl:
         L += ["## Config level", "", f"Source: {cl.get('source')}; {cl['n_runs']} runs on {cl['n_configs']} configurations "
-              f"({cl.get('n_repeated_configs', 0)} with repeated seeds).", "",
-              "| figure | value | target | meets |", "|---|---|---|---|"]
-        for k, (op, t) in TARGETS.items():
-            tgt = f"≥ {t}" if op == ">=" else f"{t[0]}–{t[1]}"
-            L.append(f"| {k} | {_fmt(cl.get(k))} | {tgt} | {meets(k, cl.get(k))} |")
-        L.append(f"| epoch_time_mape | {_fmt(cl.get('epoch_time_mape'))} | – | – |")
-        if "hypergrad_cosine_median" in cl:
-            L.append(f"| hypergrad_cosine_median | {_fmt(cl['hypergrad_cosine_median'])} | – | – |")
-        L += ["", "Spearman per rung: " + ", ".join(f"epoch {r}: {_fmt(v)}" for r, v in cl["rung_spearman"].items()), ""]
+              f"({cl.get('n_repeated_configs', 0)} with repeated seeds).", ""] + fidelity_table(cl) + [""]
     h = res["hpo_level"]
     L += ["## HPO level", "", f"τ = {res['tau']:.4f} (val accuracy).", "",
           "| scheduler/variant | n real | n sim | inside 95 % band (target ≥ 0.90) | per-replicate band | "

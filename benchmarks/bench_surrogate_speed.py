@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,11 +44,15 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p.add_argument("--skip", default="", help="comma list of asha,pasha,dyhpo")
     p.add_argument("--out", default="results/bench-surrogate.json")
+    p.add_argument("--keep", default="results/bench-surrogate", help="results stores are kept here (one per scheduler)")
     a = p.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     res = {"cpu_count": os.cpu_count(), "workers": a.workers, "config": a.config, "runs": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    import shutil
+    keep = Path(a.keep)
+    shutil.rmtree(keep, ignore_errors=True)  # timings are of fresh sweeps, never of resumed ones
+    if True:
+        tmp = keep
         if "asha" not in skip:
             r = timed(a.config, "asha", f"0:{a.seeds}", tmp / "asha", a.workers)
             r["target_s"], r["meets"] = 600.0, r["wall_s"] <= 600.0 if a.seeds >= 1000 else None

@@ -84,7 +84,7 @@ def cmd_fit(args) -> int:
 
     import pandas as pd
 
-    from .fidelity import config_fidelity, format_markdown, heldout_split
+    from .fidelity import format_markdown
     from .results import write_json_atomic
     from .surrogate import fit_surrogate
     from .tasks import get_task
@@ -102,23 +102,22 @@ def cmd_fit(args) -> int:
         from .overhead import startup_overhead, sweep_epoch_times
         startup = startup_overhead(args.overhead_from)["median_s"]
         time_data = sweep_epoch_times(args.overhead_from)
-    # 1) fidelity: fit on the training split, score on held-out configurations
-    train, held = heldout_split(curves, args.heldout, seed=args.seed)
-    htrain, hheld = heldout_split(hgs.rename(columns={"hg_config_id": "config_id", "batch": "seed"}),
-                                  args.heldout, seed=args.seed)
-    sur_t = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed,
-                          startup_s=startup, config_ids=train, hg_config_ids=htrain, time_data=time_data)
-    fid = config_fidelity(sur_t, curves[curves["config_id"].isin(held)], hgs[hgs["hg_config_id"].isin(hheld)],
-                          seed=args.seed)
+    # 1) fidelity: k-fold cross-validation over configurations (each scored by a fit that never saw it)
+    from .fidelity import cv_fidelity
+
+    def fit_on(ids, hids):
+        return fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed,
+                             startup_s=startup, config_ids=ids, hg_config_ids=hids, time_data=time_data)
+    fid = cv_fidelity(curves, hgs, fit_on, k=args.folds, seed=args.seed)
     # 2) the shipped artifact: refit on all data
     sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup,
                         time_data=time_data)
     sur.meta["fidelity_heldout"] = fid
-    sur.meta["heldout_fraction"] = args.heldout
+    sur.meta["fidelity_scheme"] = fid["scheme"]
     sur.save(d)
     write_json_atomic(fid, d / "fidelity.json")
-    (d / "fidelity.md").write_text(format_markdown(fid, f"Surrogate fidelity: {task.name} (held-out {args.heldout:.0%} "
-                                                   f"of configurations; shipped model refit on all data)"))
+    (d / "fidelity.md").write_text(format_markdown(fid, f"Surrogate fidelity: {task.name} ({fid['scheme']}; the "
+                                                   f"shipped model is refit on all data)"))
     print(json.dumps({k: v for k, v in fid.items() if not isinstance(v, dict)}, indent=2))
     print(f"wrote {d / 'surrogate.npz'}, {d / 'surrogate.json'}, {d / 'fidelity.md'}", file=sys.stderr)
     return 0
@@ -129,7 +128,7 @@ def add_fit(sub) -> None:
     f.add_argument("directory", help="e.g. surrogates/cifar10-mini")
     f.add_argument("--task", default=None, help="only if the directory lacks collect.yaml")
     f.add_argument("--rank", type=int, default=4)
-    f.add_argument("--heldout", type=float, default=0.2)
+    f.add_argument("--folds", type=int, default=5, help="cross-validation folds for the fidelity report")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--startup-s", type=float, default=0.0, help="per-(re)start overhead of a real trial process")
     f.add_argument("--overhead-from", default=None,

@@ -131,3 +131,83 @@ def format_markdown(fid: dict, title: str) -> str:
         lines.append("Hyper-gradient Spearman per component: " + ", ".join(
             f"{k}: {v:.3f}" for k, v in fid["hypergrad_component_spearman"].items()))
     return "\n".join(lines) + "\n"
+
+
+def cv_fidelity(curves: pd.DataFrame, hgs: pd.DataFrame, fit, k: int = 5, seed: int = 0) -> dict:
+    """k-fold cross-validated fidelity: every configuration is scored once by a surrogate that did
+    not see it (``fit(config_ids, hg_config_ids) -> Surrogate``). Pools the held-out predictions of
+    all folds, so the figures rest on every configuration instead of one small held-out split."""
+    rng = np.random.default_rng(seed)
+    ids = np.array(sorted(curves["config_id"].unique()))
+    hids = np.array(sorted(hgs["hg_config_id"].unique()))
+    rng.shuffle(ids)
+    rng.shuffle(hids)
+    folds, hfolds = np.array_split(ids, k), np.array_split(hids, k)
+    parts = []
+    for f, hf in zip(folds, hfolds):
+        sur = fit(set(ids) - set(f), set(hids) - set(hf))
+        parts.append((sur, curves[curves["config_id"].isin(f)], hgs[hgs["hg_config_id"].isin(hf)]))
+    return pooled_fidelity(parts, seed=seed, k=k)
+
+
+def pooled_fidelity(parts, seed: int = 0, k: int | None = None, n_mc: int = 2000) -> dict:
+    """config_fidelity over several (surrogate, held-out curves, held-out hypergrads) parts, with
+    the predictions pooled before the statistics are computed."""
+    rng = np.random.default_rng(seed)
+    rows, hrows, runs = [], [], []
+    for sur, c, h in parts:
+        E = sur.epochs
+        full = c.groupby(["config_id", "seed"])["epoch"].transform("max") >= E
+        c = c[full]
+        psi = c.groupby("config_id")[[f"psi_{k_}" for k_ in PSI_KEYS]].first()
+        if len(psi) == 0:
+            continue
+        U = to_unit_array(psi)
+        smp = predictive_samples(sur, U, n_mc, rng)
+        noise = predictive_samples(sur, U, n_mc, rng, include_model=False)
+        piv = c.pivot_table(index="config_id", columns="epoch", values="val_acc", aggfunc="mean").loc[psi.index]
+        lo, hi = np.quantile(smp[:, :, E - 1], [0.05, 0.95], axis=0)
+        pos = {cid: i for i, cid in enumerate(psi.index)}
+        fin = c[c["epoch"] == E]
+        g = fin.groupby("config_id")["val_acc"]
+        for cid, i in pos.items():
+            rows.append({"config_id": cid, **{f"obs_{r}": piv.loc[cid, r] for r in (1, 3, 9, E)},
+                         **{f"pred_{r}": smp[:, i, r - 1].mean() for r in (1, 3, 9, E)},
+                         "obs_var": g.var(ddof=1).get(cid, np.nan), "n_seeds": int(g.count().get(cid, 0)),
+                         "pred_noise_var": noise[:, i, E - 1].var()})
+        ii = fin["config_id"].map(pos).to_numpy()
+        v = fin["val_acc"].to_numpy()
+        runs.append((v >= lo[ii]) & (v <= hi[ii]))
+        later = c[c["epoch"] > 1].groupby(["config_id", "seed"])["epoch_time"].mean().reset_index()
+        pt = np.exp(sur.epoch_log_time(U) + 0.5 * sur.time_sigma ** 2)[later["config_id"].map(pos).to_numpy()]
+        runs_t = np.abs(pt - later["epoch_time"].to_numpy()) / later["epoch_time"].to_numpy()
+        hrows.append(("time", runs_t))
+        if h is not None and len(h):
+            hcols = [f"hg_{k_}" for k_ in PSI_KEYS]
+            hm = h.groupby("hg_config_id")[hcols].mean()
+            hpsi = h.groupby("hg_config_id")[[f"psi_{k_}" for k_ in PSI_KEYS]].first().loc[hm.index]
+            hrows.append(("hg", (sur.hg_mean_gp.predict(to_unit_array(hpsi)), hm.to_numpy())))
+    df = pd.DataFrame(rows)
+    E = parts[0][0].epochs
+    out: dict = {"n_configs": int(len(df)), "n_runs": int(sum(len(r) for r in runs)),
+                 "scheme": f"{k}-fold cross-validation over configurations" if k else "held-out split"}
+    out["final_val_spearman"] = float(spearmanr(df[f"obs_{E}"], df[f"pred_{E}"]).statistic)
+    out["final_val_r2"] = float(r2_score(df[f"obs_{E}"], df[f"pred_{E}"]))
+    out["rung_spearman"] = {int(r): float(spearmanr(df[f"obs_{r}"], df[f"pred_{r}"]).statistic) for r in (1, 3, 9, E)}
+    rep = df[df["n_seeds"] >= 2]
+    out["n_repeated_configs"] = int(len(rep))
+    out["seed_std_ratio"] = float(np.sqrt(rep["pred_noise_var"].mean() / rep["obs_var"].mean())) if len(rep) else float("nan")
+    out["coverage_90"] = float(np.concatenate(runs).mean())
+    out["epoch_time_mape"] = float(np.mean(np.concatenate([v for t, v in hrows if t == "time"])))
+    hg = [v for t, v in hrows if t == "hg"]
+    if hg:
+        pred = np.concatenate([p for p, _ in hg])
+        obs = np.concatenate([o for _, o in hg])
+        cos = (pred * obs).sum(1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(obs, axis=1) + 1e-30)
+        out["hypergrad_cosine_median"] = float(np.median(cos))
+        out["hypergrad_cosine_mean"] = float(np.mean(cos))
+        out["hypergrad_component_spearman"] = {k_: float(spearmanr(obs[:, j], pred[:, j]).statistic)
+                                               for j, k_ in enumerate(PSI_KEYS)}
+        out["n_hypergrad_configs"] = int(len(obs))
+    out["meets_target"] = {k_: meets(k_, out.get(k_)) for k_ in TARGETS}
+    return out

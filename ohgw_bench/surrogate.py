@@ -63,12 +63,16 @@ class GP:
     noise: float
 
     @classmethod
-    def fit(cls, X: np.ndarray, Y: np.ndarray, seed: int = 0, restarts: int = 3) -> "GP":
+    def fit(cls, X: np.ndarray, Y: np.ndarray, seed: int = 0, restarts: int = 3, ls_min: float = 0.02,
+            noise_min: float = 1e-6) -> "GP":
+        """``ls_min`` (unit-cube length scale) and ``noise_min`` (normalised) keep the GP from
+        threading through seed noise with wiggles that extrapolate wildly to unseen configurations."""
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
         Y = np.asarray(Y, float).reshape(len(X), -1)
         d = X.shape[1]
-        kern = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.full(d, 0.5), (2e-2, 1e2)) + WhiteKernel(1e-2, (1e-6, 1.0))
+        kern = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.full(d, 0.5), (ls_min, 1e2)) + WhiteKernel(
+            max(1e-2, noise_min), (noise_min, 1.0))
         gpr = GaussianProcessRegressor(kern, normalize_y=True, n_restarts_optimizer=restarts, random_state=seed)
         import warnings
 
@@ -274,7 +278,8 @@ def fit_noise(resid: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, rank: int = 4,
                   seed: int = 0, startup_s: float = 0.0, config_ids: set | None = None,
-                  hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None) -> Surrogate:
+                  hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None,
+                  ls_min: float = 0.02, noise_min: float = 1e-6, fit_hypergrads: bool = True) -> Surrogate:
     """Fit every part of the surrogate; ``config_ids``/``hg_config_ids`` restrict the training data.
 
     ``time_data`` (columns psi_*, epoch, epoch_time): epoch times to fit the time model on instead of
@@ -305,7 +310,7 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
     explained = float((sv[:rank] ** 2).sum() / (sv ** 2).sum())
     # one GP per component: the leading scores are smooth signal, the trailing ones mostly seed noise,
     # so they need their own length scales and noise levels
-    curve_gps = [GP.fit(U, scores[:, i:i + 1], seed=seed) for i in range(rank)]
+    curve_gps = [GP.fit(U, scores[:, i:i + 1], seed=seed, ls_min=ls_min, noise_min=noise_min) for i in range(rank)]
 
     # seed noise on configs with repeated seeds
     counts = pd.Series(cfg_ids).value_counts()

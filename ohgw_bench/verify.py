@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.stats import ks_2samp, spearmanr
 
 from . import stats
-from .fidelity import TARGETS, _fmt, config_fidelity, fidelity_table, heldout_split, meets, predictive_samples
+from .fidelity import TARGETS, _fmt, config_fidelity, fidelity_table, meets, predictive_samples
 from .results import load, write_json_atomic
 from .space import PSI_KEYS
 from .surrogate import Surrogate, fit_surrogate, to_unit_array
@@ -149,14 +149,14 @@ def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None 
         res["config_level"] = config_fidelity(sur, hc, None, seed=seed)
         res["config_level"]["source"] = f"separate held-out collection {heldout_curves} (shipped surrogate)"
     elif curves_all is not None:
-        train, held = heldout_split(curves_all, 0.2, seed=seed)
-        htr, hhe = heldout_split(hgs_all.rename(columns={"hg_config_id": "config_id", "batch": "seed"}), 0.2, seed=seed)
-        sur_t = fit_surrogate(curves_all, hgs_all, sur.task, sur.epochs, rank=sur.basis.shape[0], seed=seed,
-                              startup_s=sur.startup_s, config_ids=train, hg_config_ids=htr)
-        res["config_level"] = config_fidelity(sur_t, curves_all[curves_all.config_id.isin(held)],
-                                              hgs_all[hgs_all.hg_config_id.isin(hhe)], seed=seed)
-        res["config_level"]["source"] = ("20 % of the collected configurations held out; surrogate refitted on the "
-                                         "other 80 % (the shipped one saw all)")
+        from .fidelity import cv_fidelity
+
+        def fit_on(ids, hids):
+            return fit_surrogate(curves_all, hgs_all, sur.task, sur.epochs, rank=sur.basis.shape[0], seed=seed,
+                                 startup_s=sur.startup_s, config_ids=ids, hg_config_ids=hids)
+        res["config_level"] = cv_fidelity(curves_all, hgs_all, fit_on, k=5, seed=seed)
+        res["config_level"]["source"] = ("5-fold cross-validation over the collected configurations (each scored by a "
+                                         "refit that never saw it; the shipped surrogate saw all)")
 
     # ---- HPO level: the same sweep config on the surrogate
     sim_cfg = dict(cfg)

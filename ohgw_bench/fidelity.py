@@ -37,60 +37,8 @@ def predictive_samples(sur: Surrogate, U: np.ndarray, n: int, rng: np.random.Gen
 def config_fidelity(sur: Surrogate, curves: pd.DataFrame, hgs: pd.DataFrame | None = None, seed: int = 0,
                     n_mc: int = 2000) -> dict:
     """Spearman/R² of final val acc, Spearman per rung, seed-std ratio, 90 % coverage, epoch-time
-    error and hyper-gradient cosine on the given (held-out) real runs."""
-    rng = np.random.default_rng(seed)
-    E = sur.epochs
-    full = curves.groupby(["config_id", "seed"])["epoch"].transform("max") >= E
-    c = curves[full]
-    psi = c.groupby("config_id")[[f"psi_{k}" for k in PSI_KEYS]].first()
-    U = to_unit_array(psi)
-    samples = predictive_samples(sur, U, n_mc, rng)                 # (n, configs, E)
-    noise_only = predictive_samples(sur, U, n_mc, rng, include_model=False)
-    pred_mean = samples.mean(0)
-    piv = c.pivot_table(index="config_id", columns="epoch", values="val_acc", aggfunc="mean").loc[psi.index]
-    out: dict = {"n_configs": int(len(psi)), "n_runs": int(c.groupby(["config_id", "seed"]).ngroups)}
-    obs_final, pred_final = piv[E].to_numpy(), pred_mean[:, E - 1]
-    out["final_val_spearman"] = float(spearmanr(obs_final, pred_final).statistic)
-    out["final_val_r2"] = float(r2_score(obs_final, pred_final))
-    rungs = sorted({1, 3, 9, E} & set(piv.columns))
-    out["rung_spearman"] = {int(r): float(spearmanr(piv[r].to_numpy(), pred_mean[:, r - 1]).statistic) for r in rungs}
-    # seed noise: repeated configs only
-    fin = c[c["epoch"] == E]
-    g = fin.groupby("config_id")["val_acc"]
-    rep = g.count()[g.count() >= 2].index
-    if len(rep):
-        obs_var = g.var(ddof=1).loc[rep].mean()
-        idx = [list(psi.index).index(i) for i in rep]
-        pred_var = noise_only[:, idx, E - 1].var(0).mean()
-        out["seed_std_ratio"] = float(np.sqrt(pred_var / obs_var)) if obs_var > 0 else float("nan")
-        out["n_repeated_configs"] = int(len(rep))
-    else:
-        out["seed_std_ratio"], out["n_repeated_configs"] = float("nan"), 0
-    # 90 % interval coverage of individual runs' final val acc
-    lo, hi = np.quantile(samples[:, :, E - 1], [0.05, 0.95], axis=0)
-    pos = {cid: i for i, cid in enumerate(psi.index)}
-    ii = fin["config_id"].map(pos).to_numpy()
-    inside = (fin["val_acc"].to_numpy() >= lo[ii]) & (fin["val_acc"].to_numpy() <= hi[ii])
-    out["coverage_90"] = float(inside.mean())
-    # epoch time: predicted mean of the log-normal vs each run's mean epoch time (epochs > 1)
-    later = c[c["epoch"] > 1].groupby(["config_id", "seed"])["epoch_time"].mean().reset_index()
-    pl = sur.epoch_log_time(U) + 0.5 * sur.time_sigma ** 2
-    pred_t = np.exp(pl)[later["config_id"].map(pos).to_numpy()]
-    out["epoch_time_mape"] = float(np.mean(np.abs(pred_t - later["epoch_time"].to_numpy()) / later["epoch_time"].to_numpy()))
-    if hgs is not None and len(hgs):
-        hcols = [f"hg_{k}" for k in PSI_KEYS]
-        hm = hgs.groupby("hg_config_id")[hcols].mean()
-        hpsi = hgs.groupby("hg_config_id")[[f"psi_{k}" for k in PSI_KEYS]].first().loc[hm.index]
-        pred = sur.hg_mean_gp.predict(to_unit_array(hpsi))
-        obs = hm.to_numpy()
-        cos = (pred * obs).sum(1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(obs, axis=1) + 1e-30)
-        out["hypergrad_cosine_median"] = float(np.median(cos))
-        out["hypergrad_cosine_mean"] = float(np.mean(cos))
-        out["hypergrad_component_spearman"] = {k: float(spearmanr(obs[:, j], pred[:, j]).statistic)
-                                               for j, k in enumerate(PSI_KEYS)}
-        out["n_hypergrad_configs"] = int(len(hm))
-    out["meets_target"] = {k: meets(k, out.get(k)) for k in TARGETS}
-    return out
+    error and hyper-gradient cosine of one surrogate on the given (held-out) real runs."""
+    return pooled_fidelity([(sur, curves, hgs)], seed=seed, n_mc=n_mc)
 
 
 def heldout_split(curves: pd.DataFrame, frac: float = 0.2, seed: int = 0) -> tuple[set, set]:

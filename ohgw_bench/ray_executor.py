@@ -162,6 +162,28 @@ def map_chunks(cfg_json: dict, chunks: list[list], address: str | None = None, m
     return _iter_chunks(ray, cfg_json, [list(c) for c in chunks], address, max_retries, _chunk_fn)
 
 
+def _completed(ray, pending: dict, failures: list):
+    """Yield (key, result) as Ray tasks finish; ``pending`` (ref -> key) shrinks in place so that the
+    caller's cleanup cancels only what is left. A task that raised, or whose worker died more than
+    max_retries times, goes to ``failures`` as (key, exception) instead."""
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready[0])
+        try:
+            res = ray.get(ready[0])
+        except Exception as e:
+            failures.append((key, e))
+            continue
+        yield key, res
+
+
+def _raise_failure(msg: str, e: BaseException):
+    msg += " (finished replicates are stored; rerun with --resume to redo the rest)"
+    if isinstance(_cause(e), ValueError):
+        raise ValueError(msg) from e
+    raise RuntimeError(msg) from e
+
+
 def _iter_chunks(ray, cfg_json, chunks, address, max_retries, chunk_fn):
     if not chunks:
         return
@@ -172,25 +194,13 @@ def _iter_chunks(ray, cfg_json, chunks, address, max_retries, chunk_fn):
         blob_ref = ray.put(_surrogate_blob(cfg_json.get("surrogate")))
         pending = {task.remote(cfg_json, ch, blob_ref, chunk_fn): i for i, ch in enumerate(chunks)}
         failures = []
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
-            try:
-                res = ray.get(ready[0])
-            except Exception as e:  # the task raised, or its worker died more than max_retries times
-                failures.append((i, e))
-                continue
+        for _, res in _completed(ray, pending, failures):
             yield res
         if failures:
             i, e = failures[0]
             ch = chunks[i]
-            msg = (f"{len(failures)} of {len(chunks)} Ray tasks failed; the first ran {len(ch)} replicate(s) from "
-                   f"{ch[0]}: {_last_line(e)} "
-                   f"(finished replicates are stored; rerun with --resume to redo the rest)")
-            cause = _cause(e)
-            if isinstance(cause, ValueError):
-                raise ValueError(msg) from e
-            raise RuntimeError(msg) from e
+            _raise_failure(f"{len(failures)} of {len(chunks)} Ray tasks failed; the first ran {len(ch)} replicate(s) "
+                           f"from {ch[0]}: {_last_line(e)}", e)
     finally:
         _cancel(ray, pending)
         if started:
@@ -297,24 +307,14 @@ def run_real_replicates_ray(cfg, todo: list, rep_dir: Path, address: str | None 
         pending = {task.remote(cfg_json, s, v, seed, _replicate_fn): (s, v, seed) for s, v, seed in todo}
         bar = tqdm(total=len(todo), desc=f"sweep {cfg.name} (ray)", disable=not progress, file=sys.stderr)
         failures = []
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            key = pending.pop(ready[0])
-            try:
-                res = ray.get(ready[0])
-            except Exception as e:
-                failures.append((key, e))
-                continue
+        for _, res in _completed(ray, pending, failures):
             write_units(rep_dir, cfg, [res])
             bar.update(1)
         bar.close()
         if failures:
             key, e = failures[0]
-            msg = (f"{len(failures)} of {len(todo)} replicates failed on Ray; the first, {key}: {_last_line(e)} "
-                   f"(finished replicates are stored; rerun with --resume to redo the rest)")
-            if isinstance(_cause(e), ValueError):
-                raise ValueError(msg) from e
-            raise RuntimeError(msg) from e
+            _raise_failure(f"{len(failures)} of {len(todo)} replicates failed on Ray; the first, {key}: "
+                           f"{_last_line(e)}", e)
     finally:
         _cancel(ray, pending)
         if started:

@@ -100,6 +100,52 @@ def _verdicts(results, reps, cfg, tau):
     return m, ranking, {f"{k[0]}/{k[1]}": bool(v) for k, v in overall.items()}
 
 
+REQUIRED = ("asha/baseline", "asha/ohgw-1step", "pasha/baseline")
+
+
+def ranking_consistency(m_real: pd.DataFrame, m_sim: pd.DataFrame, keys: list[str], seed: int = 0) -> dict:
+    """Pairwise check of the variants' order by median T@τ, per scheduler, over ``keys``
+    ("scheduler/variant" with enough real replicates).
+
+    For each pair, the real difference of median T@τ gets a bootstrap 95 % CI (paired on seeds when
+    both variants ran the same seeds). Where the CI excludes 0 the real data resolves the order and the
+    surrogate must give the same sign; where it does not, a rerun of the real experiment could give
+    either order, so the surrogate agrees when its difference lies inside the CI."""
+    from itertools import combinations
+
+    from scipy.stats import bootstrap
+    rng = np.random.default_rng(seed)
+
+    def med_diff(x, y, axis=-1):
+        return np.median(x, axis=axis) - np.median(y, axis=axis)
+
+    out = []
+    by_s: dict[str, list[str]] = {}
+    for k in keys:
+        s, v = k.split("/", 1)
+        by_s.setdefault(s, []).append(v)
+    for s, vs in sorted(by_s.items()):
+        for a, b in combinations(sorted(vs), 2):
+            ra = m_real[(m_real.scheduler == s) & (m_real.variant == a)].set_index("seed")["t_tau_s"]
+            rb = m_real[(m_real.scheduler == s) & (m_real.variant == b)].set_index("seed")["t_tau_s"]
+            sa = m_sim[(m_sim.scheduler == s) & (m_sim.variant == a)]["t_tau_s"].to_numpy()
+            sb = m_sim[(m_sim.scheduler == s) & (m_sim.variant == b)]["t_tau_s"].to_numpy()
+            paired = set(ra.index) == set(rb.index)
+            xa, xb = (ra.sort_index().to_numpy(), rb.sort_index().to_numpy())
+            d_real, d_sim = float(med_diff(xa, xb)), float(med_diff(sa, sb))
+            if np.ptp(np.concatenate([xa, xb])) == 0:
+                lo = hi = d_real
+            else:
+                ci = bootstrap((xa, xb), med_diff, paired=paired, vectorized=True, n_resamples=9999,
+                               method="percentile", random_state=rng).confidence_interval
+                lo, hi = float(ci.low), float(ci.high)
+            resolved = lo > 0 or hi < 0
+            agrees = bool(np.sign(d_sim) == np.sign(d_real)) if resolved else bool(lo <= d_sim <= hi)
+            out.append({"scheduler": s, "a": a, "b": b, "diff_real_s": d_real, "ci95_real": [lo, hi],
+                        "paired": paired, "diff_sim_s": d_sim, "resolved_by_real": resolved, "agrees": agrees})
+    return {"pairs": out, "agrees": all(p["agrees"] for p in out) if out else None}
+
+
 def load_real(real_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """One or more real results stores of the same task, budget and workers, merged: their
     (scheduler, variant) sets and seeds are united (a replicate present twice is an error)."""
@@ -127,7 +173,10 @@ def load_real(real_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
 def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None = None, sim_seeds: int = 200,
                sim_seed_start: int = 100_000, heldout_curves: str | None = None, progress: bool = True,
-               seed: int = 0) -> dict:
+               seed: int = 0, min_real: int = 10, required: "tuple[str, ...] | None" = REQUIRED) -> dict:
+    """``min_real``: variants with fewer real replicates are reported but enter no check (a median of
+    two replicates says little); ``required``: "scheduler/variant" keys that must have ``min_real``
+    real replicates (those whose scheduler the real sweep ran)."""
     from .config import SweepConfig
     from .sweep import run_sweep
     sdir = Path(surrogate_dir)
@@ -195,10 +244,18 @@ def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None 
             "ks_final_test_acc": ({"statistic": float(ks_a.statistic), "p": float(ks_a.pvalue)} if ks_a else None),
             "final_test_acc_median_real": float(fa.median()) if len(fa) else None,
             "final_test_acc_median_sim": float(fb.median()) if len(fb) else None,
-            "meets_band": bool(b["band_share"] >= BAND_TARGET)}
+            "meets_band": bool(b["band_share"] >= BAND_TARGET), "enough_real": bool(b["n_real"] >= min_real)}
         _plot_band(out, key, grid, b, rc[key], sc[key])
-    res["hpo_level"] = {"per_variant": hpo, "ranking_real": rank_real, "ranking_sim": rank_sim,
-                        "ranking_agrees": rank_real == {k: v for k, v in rank_sim.items() if k in rank_real},
+    enough = [k for k, v in hpo.items() if v["enough_real"]]
+
+    def _only(rank):
+        return {s: [v for v in vs if f"{s}/{v}" in enough] for s, vs in rank.items()
+                if any(f"{s}/{v}" in enough for v in vs)}
+    rr, rs = _only(rank_real), _only(rank_sim)
+    res["hpo_level"] = {"per_variant": hpo, "min_real": int(min_real), "checked_variants": enough,
+                        "ranking_real": rank_real, "ranking_sim": rank_sim,
+                        "ranking_agrees_strict": rr == {k: v for k, v in rs.items() if k in rr},
+                        "ranking_consistency": ranking_consistency(m_real, m_sim, enough, seed=seed),
                         "verdict_real": ver_real, "verdict_sim": {k: v for k, v in ver_sim.items() if k in ver_real},
                         "verdict_agrees": all(ver_sim.get(k) == v for k, v in ver_real.items())}
     # ---- shift
@@ -208,9 +265,13 @@ def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None 
     cl = res.get("config_level", {})
     for k in TARGETS:
         checks[f"config/{k}"] = meets(k, cl.get(k))
-    for k, v in hpo.items():
-        checks[f"hpo/{k}/band"] = v["meets_band"]
-    checks["hpo/ranking_agrees"] = res["hpo_level"]["ranking_agrees"]
+    ran = {k.split("/", 1)[0] for k in hpo}
+    for k in required or ():
+        if k.split("/", 1)[0] in ran:
+            checks[f"hpo/{k}/n_real>={min_real}"] = bool(hpo.get(k, {}).get("n_real", 0) >= min_real)
+    for k in enough:
+        checks[f"hpo/{k}/band"] = hpo[k]["meets_band"]
+    checks["hpo/ranking_consistent"] = res["hpo_level"]["ranking_consistency"]["agrees"]
     checks["hpo/verdict_agrees"] = res["hpo_level"]["verdict_agrees"]
     res["checks"] = checks
     res["pass"] = all(v is True for v in checks.values())
@@ -261,8 +322,18 @@ def _markdown(res: dict) -> str:
                  f"{_fmt(v['t_tau_median_sim'], 1)} | {v['censored_real']} / {v['censored_sim']} | "
                  f"{_fmt(v['ks_t_tau']['statistic'], 2)}, {_fmt(v['ks_t_tau']['p'], 3)} | "
                  + (f"{_fmt(ks_a['statistic'], 2)}, {_fmt(ks_a['p'], 3)} |" if ks_a else "n/a |"))
-    L += ["", f"Ranking by median T@τ — real: {h['ranking_real']}; surrogate: {h['ranking_sim']}; "
-          f"agrees: **{h['ranking_agrees']}**", "",
+    L += ["", f"Checks use the variants with ≥ {h['min_real']} real replicates: {', '.join(h['checked_variants']) or 'none'}; "
+          "the others are shown for information only.", "",
+          f"Ranking by median T@τ (all variants) — real: {h['ranking_real']}; surrogate: {h['ranking_sim']}; "
+          f"strict agreement over the checked variants: {h['ranking_agrees_strict']}.", "",
+          "Pairwise order (checked variants): the real difference of median T@τ (a − b) with its bootstrap 95 % CI; "
+          "where the CI excludes 0 the surrogate must have the same sign, otherwise its difference must lie in the CI.", "",
+          "| scheduler | a − b | real diff (s) [95 % CI] | paired | surrogate diff (s) | resolved by real | agrees |",
+          "|---|---|---|---|---|---|---|"]
+    for p in h["ranking_consistency"]["pairs"]:
+        L.append(f"| {p['scheduler']} | {p['a']} − {p['b']} | {p['diff_real_s']:.1f} [{p['ci95_real'][0]:.1f}, "
+                 f"{p['ci95_real'][1]:.1f}] | {p['paired']} | {p['diff_sim_s']:.1f} | {p['resolved_by_real']} | {p['agrees']} |")
+    L += ["", f"Ranking consistent: **{h['ranking_consistency']['agrees']}**", "",
           f"Verdict (all pre-registered criteria) — real: {h['verdict_real']}; surrogate: {h['verdict_sim']}; "
           f"agrees: **{h['verdict_agrees']}**", ""]
     s = res["shift"]
@@ -276,8 +347,15 @@ def _markdown(res: dict) -> str:
 
 
 def cmd_verify(args) -> int:
+    if args.min_real < 1:
+        raise ValueError(f"--min-real must be >= 1, got {args.min_real}")
+    req = tuple(x for x in args.require.split(",") if x) if args.require is not None else REQUIRED
+    for k in req:
+        if "/" not in k:
+            raise ValueError(f"--require entries are scheduler/variant, got {k!r}")
     res = run_verify(args.surrogate_dir, args.real, out=args.out, sim_seeds=args.sim_seeds,
-                     heldout_curves=args.heldout_curves, progress=not args.no_progress)
+                     heldout_curves=args.heldout_curves, progress=not args.no_progress, min_real=args.min_real,
+                     required=req)
     print(json.dumps({"pass": res["pass"], "checks": res["checks"]}, indent=2))
     return 0
 
@@ -290,5 +368,10 @@ def add_verify(sub) -> None:
     v.add_argument("--sim-seeds", type=int, default=200)
     v.add_argument("--heldout-curves", default=None, help="curves.parquet of real runs the surrogate never saw")
     v.add_argument("--out", default=None, help="default REAL/verify")
+    v.add_argument("--min-real", type=int, default=10,
+                   help="variants with fewer real replicates are reported but enter no check (default 10)")
+    v.add_argument("--require", default=None,
+                   help="comma-separated scheduler/variant keys that must have --min-real real replicates "
+                        f"(default {','.join(REQUIRED)}; only schedulers the real sweep ran)")
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(fn=cmd_verify)

@@ -11,7 +11,9 @@ Semantics kept from the real trials:
 - common random numbers: the curve noise, epoch times and hyper-gradient draws of trial i in
   replicate s come from streams keyed by (s, i, purpose), identical across variants, so paired
   variants differ only through the warm start;
-- the real scheduler's compute time is kept out of the simulated clock (bit-identical reruns).
+- the real scheduler's compute time is kept out of the simulated clock (bit-identical reruns);
+- the Tuner's polling interval (``tuner_sleep_time``) is the real sweep's: the simulated clock
+  advances by it whenever the Tuner waits, which is when real trials wait for the next poll.
 """
 from __future__ import annotations
 
@@ -143,7 +145,11 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     sched = make_scheduler(scheduler, space.syne_tune_space(epochs=max_epochs), seed, cfg.grace_period,
                            cfg.reduction_factor, max_epochs, hook=hook)
     bb = _blackbox_class()(sur, seed, ws_cost)
-    backend = _backend_class()(blackbox=bb, elapsed_time_attr="elapsed_time", max_resource_attr="epochs")
+    # The simulator advances its clock by ``tuner_sleep_time`` whenever the Tuner waits, so a freed
+    # worker is only seen at the next tick; it must be the real sweeps' polling interval (Syne Tune's
+    # default, 5 s, delayed every simulated (re)start by ~2.5 s against the 0.5 s real sweeps).
+    backend = _backend_class()(blackbox=bb, elapsed_time_attr="elapsed_time", max_resource_attr="epochs",
+                               tuner_sleep_time=max(cfg.tuner_sleep_time, 0.05))  # 0 would never advance
     rows = []
 
     class Record(TunerCallback):

@@ -26,8 +26,9 @@ def meets(name: str, value: float) -> bool | None:
 
 def predictive_samples(sur: Surrogate, U: np.ndarray, n: int, rng: np.random.Generator,
                        include_model: bool = True) -> np.ndarray:
-    """(n, configs, epochs) samples of val accuracy: GP latent uncertainty + seed noise."""
-    mu, sd = sur.mean_logit_curve(U, return_std=True)
+    """(n, configs, epochs) samples of val accuracy: mean-curve uncertainty (GP latent + LOO misfit)
+    + seed noise."""
+    mu, sd = sur.predictive_logit(U)
     chol = np.linalg.cholesky(sur.noise_corr + 1e-9 * np.eye(sur.epochs))
     z = rng.standard_normal((n, U.shape[0], sur.epochs)) @ chol.T * sur.noise_std
     m = rng.standard_normal((n, U.shape[0], 1)) * sd[None] if include_model else 0.0

@@ -5,7 +5,9 @@ Model, fitted on ``curves.parquet`` and ``hypergrads.parquet`` from ``ohgw-bench
 - mean learning curve: logit(val acc) per epoch, per-config mean over seeds -> SVD basis (r
   components) -> scores predicted from ψ (unit cube) by a Gaussian process with an ARD RBF kernel.
   The GP is smooth in ψ, so a warm start's tiny move of ψ changes the curve by a tiny, smooth amount
-  (trees or nearest neighbours, being piecewise constant, would not move at all);
+  (trees or nearest neighbours, being piecewise constant, would not move at all); what the GPs'
+  own variance does not cover of their leave-one-out errors is kept as a per-epoch misfit variance
+  and added to predictive intervals for unseen configurations;
 - test accuracy: logit(test) = a + b·logit(val) at the same epoch, plus its own residual noise;
 - seed noise: multivariate Gaussian over epochs in logit space, epoch-dependent variance and
   correlation ρ_o + (1-ρ_o)·φ^|i-j| (a per-run offset plus AR(1) jitter), fitted on repeated seeds;
@@ -30,7 +32,7 @@ import pandas as pd
 from . import space
 from .space import PSI_KEYS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EPS = 1e-3
 
 
@@ -64,16 +66,22 @@ class GP:
 
     @classmethod
     def fit(cls, X: np.ndarray, Y: np.ndarray, seed: int = 0, restarts: int = 3, ls_min: float = 0.02,
-            noise_min: float = 1e-6) -> "GP":
+            noise_min: float = 1e-6, obs_var: np.ndarray | None = None) -> "GP":
         """``ls_min`` (unit-cube length scale) and ``noise_min`` (normalised) keep the GP from
-        threading through seed noise with wiggles that extrapolate wildly to unseen configurations."""
+        threading through seed noise with wiggles that extrapolate wildly to unseen configurations.
+        ``obs_var`` (n,): known noise variance of each target (target units), e.g. the seed noise of
+        an n-seed mean; the fitted white noise then only covers what it does not explain."""
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
         Y = np.asarray(Y, float).reshape(len(X), -1)
         d = X.shape[1]
         kern = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.full(d, 0.5), (ls_min, 1e2)) + WhiteKernel(
             max(1e-2, noise_min), (noise_min, 1.0))
-        gpr = GaussianProcessRegressor(kern, normalize_y=True, n_restarts_optimizer=restarts, random_state=seed)
+        alpha = 1e-10
+        if obs_var is not None:  # sklearn adds alpha to the diagonal in normalised units
+            alpha = np.asarray(obs_var, float) / max(float(np.std(Y[:, 0])), 1e-12) ** 2 + 1e-10
+        gpr = GaussianProcessRegressor(kern, alpha=alpha, normalize_y=True, n_restarts_optimizer=restarts,
+                                       random_state=seed)
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
@@ -104,6 +112,16 @@ class GP:
         var = np.clip(self.amp - (v ** 2).sum(0), 0.0, None)
         return mean, np.sqrt(var)[:, None] * self.y_std[None, :]
 
+    def loo(self, obs_var: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Closed-form leave-one-out (Rasmussen & Williams §5.4.2): residuals y_i - μ_{-i}(x_i) and
+        the latent (noise-free) LOO variances, both (n, m) in target units; ``obs_var`` as in fit."""
+        from scipy.linalg import cho_solve
+        Kinv_diag = np.diag(cho_solve((self.L, True), np.eye(len(self.X))))
+        resid = self.alpha / Kinv_diag[:, None] * self.y_std[None, :]
+        known = 0.0 if obs_var is None else np.asarray(obs_var, float)[:, None] / self.y_std[None, :] ** 2
+        var = np.clip(1.0 / Kinv_diag[:, None] - self.noise - known, 0.0, None) * self.y_std[None, :] ** 2
+        return resid, var
+
     def to_arrays(self, prefix: str) -> dict:
         return {f"{prefix}.{k}": np.asarray(getattr(self, k), float) for k in
                 ("X", "alpha", "L", "amp", "ls", "y_mean", "y_std", "noise")}
@@ -129,6 +147,7 @@ class Surrogate:
     curve_mean: np.ndarray       # (epochs,) mean logit curve
     noise_std: np.ndarray        # (epochs,) seed-noise std in logit space
     noise_corr: np.ndarray       # (epochs, epochs)
+    misfit_var: np.ndarray       # (epochs,) mean-curve error beyond the GP's own variance (LOO estimate)
     test_coef: np.ndarray        # (2,) logit(test) = a + b logit(val)
     test_resid_std: float
     time_coef: np.ndarray        # (d+1,) log epoch time = c0 + c·ψunit
@@ -153,6 +172,13 @@ class Surrogate:
             return self.curve_mean + s @ self.basis, curve_sd
         s = np.concatenate([g.predict(U) for g in self.curve_gps], axis=1)
         return self.curve_mean + s @ self.basis
+
+    def predictive_logit(self, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean logit curve and the std of its error for an unseen configuration: the GPs' latent
+        std plus the misfit the GPs' own variance does not cover (LOO-estimated at fit time).
+        Seed noise comes on top of this."""
+        mu, sd = self.mean_logit_curve(U, return_std=True)
+        return mu, np.sqrt(sd ** 2 + self.misfit_var[None, :])
 
     def epoch_log_time(self, U: np.ndarray) -> np.ndarray:
         return self.time_coef[0] + U @ self.time_coef[1:]
@@ -188,7 +214,7 @@ class Surrogate:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         arrays = {"basis": self.basis, "curve_mean": self.curve_mean, "noise_std": self.noise_std,
-                  "noise_corr": self.noise_corr, "test_coef": self.test_coef, "time_coef": self.time_coef,
+                  "noise_corr": self.noise_corr, "misfit_var": self.misfit_var, "test_coef": self.test_coef, "time_coef": self.time_coef,
                   "div_coef": self.div_coef}
         for i, g in enumerate(self.curve_gps):
             arrays.update(g.to_arrays(f"curve_gp{i}"))
@@ -236,7 +262,7 @@ class Surrogate:
         return cls(task=s["task"], epochs=int(s["epochs"]),
                    curve_gps=[GP.from_arrays(z, f"curve_gp{i}") for i in range(rank)],
                    basis=z["basis"], curve_mean=z["curve_mean"], noise_std=z["noise_std"],
-                   noise_corr=z["noise_corr"], test_coef=z["test_coef"], test_resid_std=float(s["test_resid_std"]),
+                   noise_corr=z["noise_corr"], misfit_var=z["misfit_var"], test_coef=z["test_coef"], test_resid_std=float(s["test_resid_std"]),
                    time_coef=z["time_coef"], time_sigma=float(s["time_sigma"]),
                    first_epoch_extra=float(s["first_epoch_extra"]), startup_s=float(s["startup_s"]),
                    div_coef=z["div_coef"], hg_mean_gp=GP.from_arrays(z, "hg_mean_gp"),
@@ -276,6 +302,23 @@ def fit_noise(resid: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nda
     return std, corr, {"rho_offset": float(sigmoid(res.x[0])), "phi_ar1": float(sigmoid(res.x[1]))}
 
 
+def _misfit_var(gps: list, basis: np.ndarray, trunc: np.ndarray, noise_std: np.ndarray,
+                n_seeds: np.ndarray, obs_var: list) -> np.ndarray:
+    """Per epoch, the variance of the per-config mean curves' leave-one-out errors that neither the
+    GPs' latent LOO variance nor the seed noise of an n-seed mean explains (0 when they explain it
+    all). Covers what the ARD GPs miss (misspecification, the truncated SVD components), so the
+    predictive intervals for unseen configurations are not too narrow. Uses training data only."""
+    resid = np.zeros_like(trunc)
+    var = np.zeros_like(trunc)
+    for i, g in enumerate(gps):
+        r, v = g.loo(obs_var[i])
+        resid += r[:, :1] * basis[i][None, :]
+        var += v[:, :1] * basis[i][None, :] ** 2
+    err = resid + trunc
+    seed = noise_std[None, :] ** 2 / n_seeds[:, None]
+    return np.clip((err ** 2).mean(0) - var.mean(0) - seed.mean(0), 0.0, None)
+
+
 def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, rank: int = 4,
                   seed: int = 0, startup_s: float = 0.0, config_ids: set | None = None,
                   hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None,
@@ -308,10 +351,6 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
     basis = vt[:rank]
     scores = C @ basis.T
     explained = float((sv[:rank] ** 2).sum() / (sv ** 2).sum())
-    # one GP per component: the leading scores are smooth signal, the trailing ones mostly seed noise,
-    # so they need their own length scales and noise levels
-    curve_gps = [GP.fit(U, scores[:, i:i + 1], seed=seed, ls_min=ls_min, noise_min=noise_min) for i in range(rank)]
-
     # seed noise on configs with repeated seeds
     counts = pd.Series(cfg_ids).value_counts()
     rep = np.isin(cfg_ids, counts[counts >= 2].index)
@@ -319,6 +358,17 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
         raise SurrogateError("seed noise needs configurations with >= 2 seeds; the data has none")
     resid = Y[rep] - means.loc[cfg_ids[rep]].to_numpy()
     noise_std, noise_corr, noise_info = fit_noise(resid, cfg_ids[rep])
+    # one GP per component (the leading scores are smooth signal, the trailing ones mostly seed noise,
+    # so they need their own length scales and noise levels).
+    # Seed noise of each config's n-seed mean, projected on each component, is known: the GPs get it
+    # as per-config observation noise, so they cannot thread through it (their white noise then
+    # only covers misfit)
+    n_seeds = pd.Series(cfg_ids).value_counts().loc[means.index].to_numpy()
+    cov = noise_corr * np.outer(noise_std, noise_std)
+    obs_var = [float(b @ cov @ b) / n_seeds for b in basis]
+    curve_gps = [GP.fit(U, scores[:, i:i + 1], seed=seed, ls_min=ls_min, noise_min=noise_min, obs_var=obs_var[i])
+                 for i in range(rank)]
+    misfit_var = _misfit_var(curve_gps, basis, C - scores @ basis, noise_std, n_seeds, obs_var)
 
     # test accuracy from val accuracy at the same epoch (measured at rung milestones)
     tv = ok.dropna(subset=["test_acc"])
@@ -361,10 +411,11 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
             "seeds_per_repeated_config": int(counts.max()), "n_diverged_runs": n_div,
             "time_model_source": "collected curves" if time_data is None else f"{len(tsrc)} epochs of real sweep trials",
             "svd_rank": rank, "svd_explained": explained, "noise": noise_info,
+            "misfit_std_final_epoch": float(np.sqrt(misfit_var[-1])),
             "n_hypergrad_configs": int(len(hm)), "hypergrad_batches_per_config": int(hgs.groupby("hg_config_id").size().median()),
             "curve_gps": [{"amp": g.amp, "lengthscales": g.ls.tolist(), "noise": g.noise} for g in curve_gps]}
     return Surrogate(task=task_name, epochs=epochs, curve_gps=curve_gps, basis=basis, curve_mean=curve_mean,
-                     noise_std=noise_std, noise_corr=noise_corr, test_coef=test_coef,
+                     noise_std=noise_std, noise_corr=noise_corr, misfit_var=misfit_var, test_coef=test_coef,
                      test_resid_std=float(np.std(test_resid)), time_coef=time_coef, time_sigma=time_sigma,
                      first_epoch_extra=first_extra, startup_s=float(startup_s), div_coef=div_coef,
                      hg_mean_gp=hg_mean_gp, hg_logsd_gp=hg_logsd_gp, hg_batch_seconds=hg_batch_seconds, meta=meta)

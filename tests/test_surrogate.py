@@ -86,3 +86,40 @@ def test_fit_on_synthetic_data_recovers_ranking(synthetic_surrogate_dir):
     s = fit_surrogate(curves, hgs, "cifar10-mini", 27, config_ids=train)
     fid = config_fidelity(s, curves[curves.config_id.isin(held)], hgs)
     assert fid["final_val_spearman"] > 0.6 and fid["hypergrad_cosine_median"] > 0.9
+
+
+def test_gp_closed_form_loo_equals_refits_without_each_point():
+    """GP.loo (used for the misfit variance) against brute force: refit on n-1 points with the same
+    kernel hyperparameters and predict the left-out one; with known per-point noise too."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    from ohgw_bench.surrogate import GP
+    rng = np.random.default_rng(0)
+    X = rng.random((25, 3))
+    y = np.sin(4 * X[:, 0]) + X[:, 1] + rng.normal(0, 0.1, 25)
+    obs_var = rng.uniform(0.001, 0.02, 25)
+    g = GP.fit(X, y[:, None], seed=0, restarts=0, obs_var=obs_var)
+    resid, var = g.loo(obs_var)
+    ys = float(np.std(y))
+    kern = ConstantKernel(g.amp, "fixed") * RBF(g.ls, "fixed") + WhiteKernel(g.noise, "fixed")
+    for i in (0, 7, 24):
+        keep = np.arange(25) != i
+        m = GaussianProcessRegressor(kern, alpha=obs_var[keep] / ys ** 2 + 1e-10, normalize_y=False, optimizer=None)
+        # same normalisation as the full fit (GP.fit normalises with the full data's mean and std)
+        m.fit(X[keep], (y[keep] - g.y_mean[0]) / ys)
+        mu, sd = m.predict(X[i:i + 1], return_std=True)
+        assert resid[i, 0] == pytest.approx(y[i] - (mu[0] * ys + g.y_mean[0]), rel=1e-6, abs=1e-8)
+        latent = sd[0] ** 2 - g.noise  # sklearn's std includes the white-noise kernel
+        assert var[i, 0] == pytest.approx(latent * ys ** 2, rel=1e-5, abs=1e-10)
+
+
+def test_misfit_variance_widens_intervals_only_where_needed(sur):
+    """A surrogate fitted on data from a smooth law (conftest) needs little misfit variance, and it is
+    part of the predictive std but not of the mean."""
+    U = np.random.default_rng(0).random((4, 5))
+    mu, sd = sur.mean_logit_curve(U, return_std=True)
+    mu2, sd2 = sur.predictive_logit(U)
+    assert np.array_equal(mu, mu2) and np.all(sd2 >= sd)
+    assert sur.misfit_var.shape == (sur.epochs,) and np.all(sur.misfit_var >= 0)
+    assert np.sqrt(sur.misfit_var[-1]) < 0.2  # logit units; the synthetic law is smooth

@@ -131,8 +131,9 @@ def add_fit(sub) -> None:
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds for the fidelity report")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--startup-s", type=float, default=0.0, help="per-(re)start overhead of a real trial process")
-    f.add_argument("--overhead-from", default=None,
-                   help="a real sweep's results dir: start-up overhead and epoch times are fitted on its trials")
+    f.add_argument("--overhead-from", default=None, action="append",
+                   help="a real sweep's results dir: start-up overhead and epoch times are fitted on its trials "
+                        "(repeat to pool several sweeps run on the same machine and workers)")
     f.set_defaults(fn=cmd_fit)
 
 

@@ -7,10 +7,17 @@ import pandas as pd
 from .results import load
 
 
-def startup_overhead(results_dir: str) -> dict:
+def _load_all(results_dirs: "str | list[str]") -> pd.DataFrame:
+    dirs = [results_dirs] if isinstance(results_dirs, (str, bytes)) or hasattr(results_dirs, "__fspath__") \
+        else list(results_dirs)
+    return pd.concat([load(d)[0] for d in dirs], ignore_index=True)
+
+
+def startup_overhead(results_dir: "str | list[str]") -> dict:
     """Per (re)start: time from the tuner starting the process to its first result, minus that
-    epoch's own time — interpreter start, imports, data and checkpoint loading, the first report."""
-    res, _, _ = load(results_dir)
+    epoch's own time — interpreter start, imports, data and checkpoint loading, the first report.
+    Several real sweeps' stores are pooled."""
+    res = _load_all(results_dir)
     if "segment_start_s" not in res or res["segment_start_s"].isna().all():
         raise ValueError(f"results in {results_dir!r} carry no trial start times (not a real sweep?)")
     r = res.dropna(subset=["segment_start_s"]).sort_values("elapsed_s")
@@ -23,11 +30,11 @@ def startup_overhead(results_dir: str) -> dict:
             "q75_s": float(over.quantile(0.75)), "n": int(len(over))}
 
 
-def sweep_epoch_times(results_dir: str) -> pd.DataFrame:
-    """Epoch times of a real sweep's trials (psi_* = the trained x′), for the surrogate's time model.
+def sweep_epoch_times(results_dir: "str | list[str]") -> pd.DataFrame:
+    """Epoch times of real sweeps' trials (psi_* = the trained x′), for the surrogate's time model.
     A trial's first epoch contains its warm start, which the surrogate adds separately: removed."""
     from .space import PSI_KEYS
-    res, _, _ = load(results_dir)
+    res = _load_all(results_dir)
     out = pd.DataFrame({f"psi_{k}": res[f"xp_{k}"] for k in PSI_KEYS})
     out["epoch"] = res["epoch"].to_numpy()
     ws = res["ws_cost_s"].fillna(0.0).where(res["epoch"] == 1, 0.0)

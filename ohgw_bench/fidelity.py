@@ -65,7 +65,8 @@ def fidelity_table(fid: dict) -> list[str]:
     lines = ["| figure | value | target | meets |", "|---|---|---|---|"]
     for k, (op, t) in TARGETS.items():
         tgt = f"≥ {t}" if op == ">=" else f"{t[0]}–{t[1]}"
-        lines.append(f"| {k} | {_fmt(fid.get(k))} | {tgt} | {meets(k, fid.get(k))} |")
+        # 4 decimals: a value just below its target must not print as the target itself
+        lines.append(f"| {k} | {_fmt(fid.get(k), 4)} | {tgt} | {meets(k, fid.get(k))} |")
     lines.append(f"| epoch_time_mape | {_fmt(fid.get('epoch_time_mape'))} | – | – |")
     if "hypergrad_cosine_median" in fid:
         lines.append(f"| hypergrad_cosine_median | {_fmt(fid['hypergrad_cosine_median'])} | – | – |")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,34 +49,31 @@ def main() -> int:
     a = p.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     res = {"cpu_count": os.cpu_count(), "workers": a.workers, "config": a.config, "runs": []}
-    import shutil
     keep = Path(a.keep)
     shutil.rmtree(keep, ignore_errors=True)  # timings are of fresh sweeps, never of resumed ones
-    if True:
-        tmp = keep
-        if "asha" not in skip:
-            r = timed(a.config, "asha", f"0:{a.seeds}", tmp / "asha", a.workers)
-            r["target_s"], r["meets"] = 600.0, r["wall_s"] <= 600.0 if a.seeds >= 1000 else None
-            res["runs"].append(r)
-            print(f"ASHA  {r['replicates']} replicates ({r['seeds']} seeds x {r['variants']} variants): "
-                  f"{r['wall_s']:.1f} s ({r['s_per_replicate']:.3f} s/replicate) — target ≤ 600 s at 1000 seeds: "
-                  f"{r['meets']}", flush=True)
-        if "pasha" not in skip:
-            n = a.pasha_seeds or a.seeds
-            r = timed(a.config, "pasha", f"0:{n}", tmp / "pasha", a.workers)
-            r["target_s"], r["meets"] = 1800.0, r["wall_s"] <= 1800.0 if n >= 1000 else None
-            res["runs"].append(r)
-            print(f"PASHA {r['replicates']} replicates: {r['wall_s']:.1f} s ({r['s_per_replicate']:.3f} s/replicate)"
-                  f" — target ≤ 1800 s at 1000 seeds: {r['meets']}", flush=True)
-        if "dyhpo" not in skip:
-            probe = timed(a.config, "dyhpo", f"0:{a.dyhpo_probe_seeds}", tmp / "dyhpo-probe", a.workers)
-            per_seed = probe["wall_s"] / a.dyhpo_probe_seeds
-            fit = int(a.dyhpo_minutes * 60 / per_seed)
-            probe.update(seeds_in_budget=fit, budget_minutes=a.dyhpo_minutes)
-            res["runs"].append(probe)
-            print(f"DyHPO probe {probe['replicates']} replicates: {probe['wall_s']:.1f} s → "
-                  f"{per_seed:.1f} s per seed (x{probe['variants']} variants) → about {fit} seeds fit in "
-                  f"{a.dyhpo_minutes:g} minutes on {a.workers} workers", flush=True)
+    if "asha" not in skip:
+        r = timed(a.config, "asha", f"0:{a.seeds}", keep / "asha", a.workers)
+        r["target_s"], r["meets"] = 600.0, r["wall_s"] <= 600.0 if a.seeds >= 1000 else None
+        res["runs"].append(r)
+        print(f"ASHA  {r['replicates']} replicates ({r['seeds']} seeds x {r['variants']} variants): "
+              f"{r['wall_s']:.1f} s ({r['s_per_replicate']:.3f} s/replicate) — target ≤ 600 s at 1000 seeds: "
+              f"{r['meets']}", flush=True)
+    if "pasha" not in skip:
+        n = a.pasha_seeds or a.seeds
+        r = timed(a.config, "pasha", f"0:{n}", keep / "pasha", a.workers)
+        r["target_s"], r["meets"] = 1800.0, r["wall_s"] <= 1800.0 if n >= 1000 else None
+        res["runs"].append(r)
+        print(f"PASHA {r['replicates']} replicates: {r['wall_s']:.1f} s ({r['s_per_replicate']:.3f} s/replicate)"
+              f" — target ≤ 1800 s at 1000 seeds: {r['meets']}", flush=True)
+    if "dyhpo" not in skip:
+        probe = timed(a.config, "dyhpo", f"0:{a.dyhpo_probe_seeds}", keep / "dyhpo-probe", a.workers)
+        per_seed = probe["wall_s"] / a.dyhpo_probe_seeds
+        fit = int(a.dyhpo_minutes * 60 / per_seed)
+        probe.update(seeds_in_budget=fit, budget_minutes=a.dyhpo_minutes)
+        res["runs"].append(probe)
+        print(f"DyHPO probe {probe['replicates']} replicates: {probe['wall_s']:.1f} s → "
+              f"{per_seed:.1f} s per seed (x{probe['variants']} variants) → about {fit} seeds fit in "
+              f"{a.dyhpo_minutes:g} minutes on {a.workers} workers", flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
     print(f"wrote {a.out}")

@@ -104,11 +104,8 @@ def cmd_fit(args) -> int:
         time_data = sweep_epoch_times(args.overhead_from)
     # 1) fidelity: k-fold cross-validation over configurations (each scored by a fit that never saw it)
     from .fidelity import cv_fidelity
-
-    def fit_on(ids, hids):
-        return fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed,
-                             startup_s=startup, config_ids=ids, hg_config_ids=hids, time_data=time_data)
-    fid = cv_fidelity(curves, hgs, fit_on, k=args.folds, seed=args.seed)
+    fid = cv_fidelity(curves, hgs, task.name, task.max_epochs, k=args.folds, seed=args.seed, rank=args.rank,
+                      startup_s=startup, time_data=time_data)
     # 2) the shipped artifact: refit on all data
     sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup,
                         time_data=time_data)

@@ -83,10 +83,12 @@ def format_markdown(fid: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cv_fidelity(curves: pd.DataFrame, hgs: pd.DataFrame, fit, k: int = 5, seed: int = 0) -> dict:
-    """k-fold cross-validated fidelity: every configuration is scored once by a surrogate that did
-    not see it (``fit(config_ids, hg_config_ids) -> Surrogate``). Pools the held-out predictions of
-    all folds, so the figures rest on every configuration instead of one small held-out split."""
+def cv_fidelity(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, k: int = 5, seed: int = 0,
+                **fit_kw) -> dict:
+    """k-fold cross-validated fidelity: every configuration is scored once by a surrogate fitted
+    (``fit_surrogate(..., **fit_kw)``) without it. Pools the held-out predictions of all folds, so the
+    figures rest on every configuration instead of one small held-out split."""
+    from .surrogate import fit_surrogate
     rng = np.random.default_rng(seed)
     ids = np.array(sorted(curves["config_id"].unique()))
     hids = np.array(sorted(hgs["hg_config_id"].unique()))
@@ -95,7 +97,8 @@ def cv_fidelity(curves: pd.DataFrame, hgs: pd.DataFrame, fit, k: int = 5, seed: 
     folds, hfolds = np.array_split(ids, k), np.array_split(hids, k)
     parts = []
     for f, hf in zip(folds, hfolds):
-        sur = fit(set(ids) - set(f), set(hids) - set(hf))
+        sur = fit_surrogate(curves, hgs, task_name, epochs, seed=seed, config_ids=set(ids) - set(f),
+                            hg_config_ids=set(hids) - set(hf), **fit_kw)
         parts.append((sur, curves[curves["config_id"].isin(f)], hgs[hgs["hg_config_id"].isin(hf)]))
     return pooled_fidelity(parts, seed=seed, k=k)
 

@@ -1,6 +1,8 @@
 """Start-up overhead of real trial processes, measured from a real sweep's results store."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -8,8 +10,7 @@ from .results import load
 
 
 def _load_all(results_dirs: "str | list[str]") -> pd.DataFrame:
-    dirs = [results_dirs] if isinstance(results_dirs, (str, bytes)) or hasattr(results_dirs, "__fspath__") \
-        else list(results_dirs)
+    dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
     return pd.concat([load(d)[0] for d in dirs], ignore_index=True)
 
 

@@ -65,18 +65,15 @@ class GP:
     noise: float
 
     @classmethod
-    def fit(cls, X: np.ndarray, Y: np.ndarray, seed: int = 0, restarts: int = 3, ls_min: float = 0.02,
-            noise_min: float = 1e-6, obs_var: np.ndarray | None = None) -> "GP":
-        """``ls_min`` (unit-cube length scale) and ``noise_min`` (normalised) keep the GP from
-        threading through seed noise with wiggles that extrapolate wildly to unseen configurations.
-        ``obs_var`` (n,): known noise variance of each target (target units), e.g. the seed noise of
+    def fit(cls, X: np.ndarray, Y: np.ndarray, seed: int = 0, restarts: int = 3,
+            obs_var: np.ndarray | None = None) -> "GP":
+        """``obs_var`` (n,): known noise variance of each target (target units), e.g. the seed noise of
         an n-seed mean; the fitted white noise then only covers what it does not explain."""
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
         Y = np.asarray(Y, float).reshape(len(X), -1)
         d = X.shape[1]
-        kern = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.full(d, 0.5), (ls_min, 1e2)) + WhiteKernel(
-            max(1e-2, noise_min), (noise_min, 1.0))
+        kern = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.full(d, 0.5), (2e-2, 1e2)) + WhiteKernel(1e-2, (1e-6, 1.0))
         alpha = 1e-10
         if obs_var is not None:  # sklearn adds alpha to the diagonal in normalised units
             alpha = np.asarray(obs_var, float) / max(float(np.std(Y[:, 0])), 1e-12) ** 2 + 1e-10
@@ -214,8 +211,8 @@ class Surrogate:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         arrays = {"basis": self.basis, "curve_mean": self.curve_mean, "noise_std": self.noise_std,
-                  "noise_corr": self.noise_corr, "misfit_var": self.misfit_var, "test_coef": self.test_coef, "time_coef": self.time_coef,
-                  "div_coef": self.div_coef}
+                  "noise_corr": self.noise_corr, "misfit_var": self.misfit_var, "test_coef": self.test_coef,
+                  "time_coef": self.time_coef, "div_coef": self.div_coef}
         for i, g in enumerate(self.curve_gps):
             arrays.update(g.to_arrays(f"curve_gp{i}"))
         arrays.update(self.hg_mean_gp.to_arrays("hg_mean_gp"))
@@ -262,7 +259,8 @@ class Surrogate:
         return cls(task=s["task"], epochs=int(s["epochs"]),
                    curve_gps=[GP.from_arrays(z, f"curve_gp{i}") for i in range(rank)],
                    basis=z["basis"], curve_mean=z["curve_mean"], noise_std=z["noise_std"],
-                   noise_corr=z["noise_corr"], misfit_var=z["misfit_var"], test_coef=z["test_coef"], test_resid_std=float(s["test_resid_std"]),
+                   noise_corr=z["noise_corr"], misfit_var=z["misfit_var"], test_coef=z["test_coef"],
+                   test_resid_std=float(s["test_resid_std"]),
                    time_coef=z["time_coef"], time_sigma=float(s["time_sigma"]),
                    first_epoch_extra=float(s["first_epoch_extra"]), startup_s=float(s["startup_s"]),
                    div_coef=z["div_coef"], hg_mean_gp=GP.from_arrays(z, "hg_mean_gp"),
@@ -321,8 +319,7 @@ def _misfit_var(gps: list, basis: np.ndarray, trunc: np.ndarray, noise_std: np.n
 
 def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, rank: int = 4,
                   seed: int = 0, startup_s: float = 0.0, config_ids: set | None = None,
-                  hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None,
-                  ls_min: float = 0.02, noise_min: float = 1e-6, fit_hypergrads: bool = True) -> Surrogate:
+                  hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None) -> Surrogate:
     """Fit every part of the surrogate; ``config_ids``/``hg_config_ids`` restrict the training data.
 
     ``time_data`` (columns psi_*, epoch, epoch_time): epoch times to fit the time model on instead of
@@ -366,8 +363,7 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
     n_seeds = pd.Series(cfg_ids).value_counts().loc[means.index].to_numpy()
     cov = noise_corr * np.outer(noise_std, noise_std)
     obs_var = [float(b @ cov @ b) / n_seeds for b in basis]
-    curve_gps = [GP.fit(U, scores[:, i:i + 1], seed=seed, ls_min=ls_min, noise_min=noise_min, obs_var=obs_var[i])
-                 for i in range(rank)]
+    curve_gps = [GP.fit(U, scores[:, i:i + 1], seed=seed, obs_var=obs_var[i]) for i in range(rank)]
     misfit_var = _misfit_var(curve_gps, basis, C - scores @ basis, noise_std, n_seeds, obs_var)
 
     # test accuracy from val accuracy at the same epoch (measured at rung milestones)

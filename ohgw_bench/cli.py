@@ -57,7 +57,7 @@ def cmd_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else default_device()
-    data = task_data(task, args.data_root)
+    data = task_data(task, args.data_root, download=args.download)
     run_dir = Path(args.out or f"runs/train-{task.name}-s{args.seed}")
     run_dir.mkdir(parents=True, exist_ok=True)
     trial = Trial(task, psi, args.seed, data, device=device, warm_start=ws, count_flops=args.flops)
@@ -95,10 +95,18 @@ def cmd_hypergrad(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else default_device()
-    data = task_data(task, args.data_root)
+    data = task_data(task, args.data_root, download=args.download)
     out = measure(task, psi, args.seed, data, device, n_batches=args.batches, repeats=args.repeats)
     print(json.dumps(out, indent=2))
     return 0
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None,
+                   help="CIFAR-10 directory (ImageFolder train/ and test/, or torchvision's cifar-10-batches-py); "
+                        "default $OHGW_DATA, else ~/.cache/ohgw-bench/data")
+    p.add_argument("--download", action="store_true",
+                   help="download torchvision's CIFAR-10 into the data root if it holds no copy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None, help="default: the task's maximum budget")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a ψ hyperparameter, e.g. log10_lr=-1.5")
     t.add_argument("--warm-start", default="none", help="none | random | hypergradient:eta=1e-3,steps=1,rule=raw")
-    t.add_argument("--data-root", default=None)
+    add_data_args(t)
     t.add_argument("--out", default=None, help="run directory (default runs/train-TASK-sSEED)")
     t.add_argument("--device", default=None)
     t.add_argument("--threads", type=int, default=0)
@@ -124,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--set", action="append", metavar="KEY=VALUE")
     h.add_argument("--batches", type=int, default=4)
     h.add_argument("--repeats", type=int, default=5, help="timing repeats")
-    h.add_argument("--data-root", default=None)
+    add_data_args(h)
     h.add_argument("--device", default=None)
     h.add_argument("--threads", type=int, default=0)
     h.set_defaults(fn=cmd_hypergrad)

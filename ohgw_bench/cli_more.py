@@ -8,6 +8,9 @@ def cmd_collect(args) -> int:
     from .collect import run_collect
     from .config import load_collect
     cfg = load_collect(args.config, {"workers": args.workers} if args.workers else None)
+    if args.download:
+        from .data import load_cifar10
+        load_cifar10(cfg.data_root, download=True)
     phases = {"all": ("hypergrads", "curves"), "curves": ("curves",), "hypergrads": ("hypergrads",)}[args.phase]
     out = run_collect(cfg, phases, progress=not args.no_progress)
     print(f"collected into {out}", file=sys.stderr)
@@ -20,6 +23,8 @@ def add_verbs(sub) -> None:
     c.add_argument("--phase", choices=["all", "curves", "hypergrads"], default="all")
     c.add_argument("--workers", type=int, default=None)
     c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--download", action="store_true",
+                   help="download torchvision's CIFAR-10 into the data root if it holds no copy")
     c.set_defaults(fn=cmd_collect)
     add_sweep(sub)
     add_fit(sub)
@@ -50,6 +55,9 @@ def cmd_sweep(args) -> int:
     if args.out:
         ov["out"] = args.out
     cfg = load_sweep(args.config, ov)
+    if args.download and cfg.backend == "real":   # once, here, before any trial process looks for the data
+        from .data import load_cifar10
+        load_cifar10(cfg.data_root, download=True)
     out = run_sweep(cfg, resume=args.resume, progress=not args.no_progress, executor=args.executor,
                     address=args.address)
     print(f"results in {out}", file=sys.stderr)
@@ -75,6 +83,8 @@ def add_sweep(sub) -> None:
     s.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
     s.add_argument("--no-report", action="store_true")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--download", action="store_true",
+                   help="real backend: download torchvision's CIFAR-10 into the data root if it holds no copy")
     s.set_defaults(fn=cmd_sweep)
 
 

@@ -17,7 +17,6 @@ import torch
 from .tasks import Task
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-_REPO_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg75"
 
 
 class DataError(ValueError):
@@ -25,18 +24,24 @@ class DataError(ValueError):
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
-    """--data-root, else $OHGW_DATA, else the offline copy next to the checkout, else ~/.cache."""
+    """``--data-root``, else ``$OHGW_DATA``, else ``data/`` under the user's cache (``cache_dir()``)."""
     if data_root:
         return Path(data_root).expanduser()
     if os.environ.get("OHGW_DATA"):
         return Path(os.environ["OHGW_DATA"]).expanduser()
-    if _REPO_DEFAULT.is_dir():
-        return _REPO_DEFAULT
-    return Path.home() / ".cache" / "ohgw-bench" / "cifar10"
+    return cache_dir() / "data"
 
 
 def cache_dir() -> Path:
+    """``$OHGW_CACHE``, else ``~/.cache/ohgw-bench``: decoded arrays, task tensors, the default data root."""
     return Path(os.environ.get("OHGW_CACHE", Path.home() / ".cache" / "ohgw-bench")).expanduser()
+
+
+def missing_data_message(root: Path) -> str:
+    """One line naming the three ways to provide CIFAR-10."""
+    return (f"no CIFAR-10 at data root {str(root)!r} (neither an ImageFolder copy train/<class>/*.jpg + "
+            f"test/<class>/*.jpg nor torchvision's cifar-10-batches-py); provide it with --data-root DIR, "
+            f"or OHGW_DATA=DIR, or add --download to fetch torchvision's copy into {str(root)!r}")
 
 
 def _detect(root: Path) -> str:
@@ -86,10 +91,10 @@ def load_cifar10(data_root: str | os.PathLike | None = None, download: bool = Fa
     """Return {train_x (N,32,32,3) uint8, train_y, test_x, test_y}; decoded once, then cached."""
     root = resolve_data_root(data_root)
     kind = _detect(root) if root.is_dir() else "missing"
-    if kind == "missing" and not download:
-        raise DataError(
-            f"data root {str(root)!r} holds neither an ImageFolder copy (train/<class>/*.jpg and "
-            f"test/<class>/*.jpg) nor torchvision's cifar-10-batches-py; pass --data-root DIR or set OHGW_DATA")
+    if kind == "missing":
+        if not download:
+            raise DataError(missing_data_message(root))
+        kind = "torchvision"   # what the download below creates
     key = hashlib.sha1(f"{root.resolve()}|{kind}".encode()).hexdigest()[:12]
     cache = cache_dir() / f"cifar10-{key}.npz"
     if cache.exists():

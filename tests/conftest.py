@@ -2,6 +2,9 @@
 surrogate fitted on it (so tests never need the real CIFAR-10 files or hours of collection)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +16,9 @@ from ohgw_bench.space import PSI_KEYS
 from ohgw_bench.tasks import get_task
 
 torch.set_num_threads(1)
+# Tests that read CIFAR-10 (slow and GPU ones) use the offline copy beside the checkout unless the
+# caller names another; the package itself has no such default (its default is the user's cache).
+os.environ.setdefault("OHGW_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg75"))
 
 
 @pytest.fixture(scope="session")

@@ -67,3 +67,22 @@ def test_malformed_data_root_names_what_was_expected(tmp_path, capsys, monkeypat
     assert main(["train", "--task", "cifar10-smoke", "--data-root", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "class folders" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_dataset_names_the_three_ways_and_the_default_is_the_user_cache(tmp_path, capsys, monkeypatch):
+    """No --data-root and no $OHGW_DATA: the default is data/ under the cache, and nothing is downloaded."""
+    monkeypatch.setenv("OHGW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OHGW_DATA", raising=False)
+    assert main(["train", "--task", "cifar10-smoke"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(tmp_path / "cache" / "data") in err[0]
+    assert "--data-root" in err[0] and "OHGW_DATA" in err[0] and "--download" in err[0]
+    assert not (tmp_path / "cache" / "data").exists()   # never a silent download
+
+
+def test_ohgw_data_is_used_when_no_flag_is_given(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OHGW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OHGW_DATA", str(tmp_path / "from-env"))
+    assert main(["hypergrad", "--task", "cifar10-smoke"]) == 2
+    assert str(tmp_path / "from-env") in capsys.readouterr().err

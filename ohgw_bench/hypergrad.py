@@ -1,4 +1,8 @@
-"""One-step look-ahead hyper-gradients of all five ψ from one mini-batch (DESIGN §2).
+"""One-step look-ahead hyper-gradients of all five ψ from one mini-batch (Luketina et al. 2016).
+
+The gradient of the *training* loss is degenerate for these hyperparameters (lr and momentum do not
+appear in it, ∂/∂wd = ½‖w‖² > 0 always, ε and m always push towards 0), so J is the clean
+cross-entropy on a held-out half-batch after one look-ahead SGD step.
 
 With w the weights, b the SGD momentum buffer (after one ordinary SGD step, so μ has a
 gradient), a training half-batch (augmented with magnitude m, label smoothing ε) and a held-out

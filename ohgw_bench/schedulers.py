@@ -4,7 +4,7 @@ The schedulers are Syne Tune 0.14.2's ``legacy_baselines`` — the original prom
 PASHA and DyHPO, deleted in 0.15 (see README). The warm start hooks into
 ``_on_config_suggest(config, trial_id, **kw)``: it runs for every *new* trial (DyHPO's
 model-chosen ones too) before the config is registered with the searcher, the rung system and the
-record used for later promotions (DESIGN §3). Editing what ``suggest()`` returns instead makes
+record used for later promotions, so the searcher, the rungs and every resume see x′. Editing what ``suggest()`` returns instead makes
 resumed trials go back to x.
 """
 from __future__ import annotations

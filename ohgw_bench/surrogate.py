@@ -1,4 +1,4 @@
-"""Learned surrogate of real runs on one task (DESIGN §4).
+"""Learned surrogate of real runs on one task: low-rank learning curves, seed noise, time, hyper-gradients.
 
 Model, fitted on ``curves.parquet`` and ``hypergrads.parquet`` from ``ohgw-bench collect``:
 

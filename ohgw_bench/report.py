@@ -29,10 +29,10 @@ from .space import PSI_KEYS
 
 FIGURES: dict[str, str] = {
     "a_best_val_vs_time": "best validation accuracy vs time, median and IQR band per variant",
-    "b_t_tau": "T@τ distribution per variant (box + seeds; censored seeds marked x at the budget)",
+    "b_t_tau": "Kaplan–Meier curves of T@τ per variant (share of replicates that reached τ by each time)",
     "c_rung_survival": "share of trials reaching each epoch milestone (rung survival)",
     "d_hypergrad_vs_benefit": "median |∂J/∂log10 lr| of a replicate vs its paired T@τ benefit",
-    "e_eta_sensitivity": "paired T@τ reduction vs η_h with a LOESS fit",
+    "e_eta_sensitivity": "reduction of the KM median T@τ vs η_h, with a LOESS fit of the per-pair ratios",
     "f_label_noise": "T@τ reduction per task (speed-up retained under label noise)",
 }
 _NOISE = re.compile(r"[-_]noise\d*$")
@@ -80,7 +80,9 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
             raise ValueError(f"baseline variant {baseline!r} has no results for task {g[0]!r}, scheduler "
                              f"{g[1]!r}; variants present there: {sorted(sub['variant'].unique())}")
 
-    taus = _taus(results, baseline, rep_cfg)
+    taus = _taus(results, baseline, rep_cfg, replicates=replicates,
+                 budget=None if replicates is not None and "budget_s" in replicates.columns
+                 else _num(cfg.get("budget_s")))
     out.mkdir(parents=True, exist_ok=True)   # only once the inputs passed every check
     metrics = stats.per_replicate_metrics(
         results, replicates, {t: v["tau"] for t, v in taus.items()},
@@ -188,25 +190,27 @@ def _resolve_baseline(results: pd.DataFrame, cfg: dict, variants: list[str]) -> 
                      f"variants present: {variants}")
 
 
-def _taus(results: pd.DataFrame, baseline: str, rep_cfg: dict) -> dict[str, dict]:
+def _taus(results: pd.DataFrame, baseline: str, rep_cfg: dict, budget: float | None = None,
+          replicates: pd.DataFrame | None = None) -> dict[str, dict]:
     """τ per task: from config.yaml report.tau (a number, or a mapping task -> number) or auto.
 
     Auto τ pools the baseline replicates of every scheduler on the task, so that all schedulers
     of a task race to the same target.
     """
     q = _num(rep_cfg.get("tau_quantile"))
-    q = 0.25 if q is None else q  # default as in config.ReportConfig
+    q = stats.DEFAULT_TAU_QUANTILE if q is None else q
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"report.tau_quantile must lie in [0, 1], but got tau_quantile={q!r}")
     raw = rep_cfg.get("tau", "auto")
     out = {}
     for task in sorted(results["task"].unique()):
         sub = results[results["task"] == task]
-        finals = stats.final_best_val(sub, baseline)
+        finals = stats.final_best_val(sub, baseline, budget=budget, replicates=replicates)
         spread = stats.median_iqr(finals)
         t = raw.get(task, "auto") if isinstance(raw, dict) else raw
         if t is None or (isinstance(t, str) and t.strip().lower() == "auto"):
-            out[task] = {"tau": stats.auto_tau(sub, baseline, q), "source": "auto", "quantile": q,
+            out[task] = {"tau": stats.auto_tau(sub, baseline, q, budget=budget, replicates=replicates),
+                         "source": "auto", "quantile": q,
                          "baseline_final_best": spread._asdict()}
             continue
         tau = _num(t)
@@ -271,7 +275,7 @@ def _save(fig, out: Path, name: str, title: str) -> dict:
     for ext in ("png", "pdf"):
         p = out / f"fig_{name}.{ext}"
         fig.savefig(p, dpi=150)
-        files.append(str(p))
+        files.append(p.name)   # relative to the report directory, so the report can move
     return {"files": files}
 
 
@@ -316,29 +320,39 @@ def _fig_best_vs_time(ctx: _Ctx, out: Path) -> dict:
 
 
 def _fig_t_tau(ctx: _Ctx, out: Path) -> dict:
+    from scipy.stats import CensoredData, ecdf
+
     fig, axes = _new_fig(len(ctx.groups))
     col = _colors(ctx.variants)
-    rng = np.random.default_rng(0)   # jitter only; fixed so reruns draw identical figures
     for ax, g in zip(axes, ctx.groups):
         gm = ctx.group_metrics(g)
-        unit, scale = _time_unit(float(gm["budget_s"].max()))
-        vs = ctx.group_variants(g)
-        data = [gm.loc[gm["variant"] == v, "t_tau_s"].to_numpy(float) / scale for v in vs]
-        ax.boxplot(data, widths=0.5, showfliers=False)
-        for i, v in enumerate(vs, start=1):
+        budget = float(gm["budget_s"].max())
+        unit, scale = _time_unit(budget)
+        for v in ctx.group_variants(g):
             sub = gm[gm["variant"] == v]
-            x = i + rng.uniform(-0.15, 0.15, len(sub))
-            c = sub["censored"].to_numpy(bool)
-            y = sub["t_tau_s"].to_numpy(float) / scale
-            ax.scatter(x[~c], y[~c], s=12, color=col[v], alpha=0.8, zorder=3)
-            ax.scatter(x[c], y[c], s=22, marker="x", color="crimson", zorder=3)
-        labels = [f"{v}\nn={int((gm['variant'] == v).sum())}, "
-                  f"{int(gm.loc[gm['variant'] == v, 'censored'].sum())} cens." for v in vs]
-        ax.set_xticks(range(1, len(vs) + 1), labels, fontsize=8)
-        ax.axhline(float(gm["budget_s"].max()) / scale, color="grey", ls=":", lw=0.8)
-        ax.set(ylabel=f"T@τ ({unit})", title=f"{_gtitle(g)}, τ = {ctx.taus[g[0]]['tau']:.4f}")
+            t, c = sub["t_tau_s"].to_numpy(float), sub["censored"].to_numpy(bool)
+            label = f"{v} (n={len(sub)}, {int(c.sum())} censored)"
+            if not (~c).any():
+                ax.plot([0, budget / scale], [0, 0], color=col[v], label=label)
+                continue
+            cdf = ecdf(CensoredData(uncensored=t[~c], right=t[c])).cdf
+            with warnings.catch_warnings():   # the band is undefined where the CDF is 0 or 1
+                warnings.simplefilter("ignore", RuntimeWarning)
+                band = cdf.confidence_interval(0.95, method="log-log")
+            x = np.concatenate([[0.0], cdf.quantiles, [budget]]) / scale
+            y = np.concatenate([[0.0], cdf.probabilities, [cdf.probabilities[-1]]])
+            ax.step(x, y, where="post", color=col[v], label=label)
+            lo = np.concatenate([[0.0], np.nan_to_num(band.low.probabilities, nan=0.0), [np.nan]])
+            hi = np.concatenate([[0.0], np.nan_to_num(band.high.probabilities, nan=1.0), [np.nan]])
+            lo[-1], hi[-1] = lo[-2], hi[-2]
+            ax.fill_between(x, lo, hi, step="post", color=col[v], alpha=0.15, linewidth=0)
+        ax.axhline(0.5, color="grey", ls=":", lw=0.8)
+        ax.set(xlabel=f"replicate time ({unit})", ylabel="share of replicates that reached τ", ylim=(0, 1.02),
+               xlim=(0, budget / scale), title=f"{_gtitle(g)}, τ = {ctx.taus[g[0]]['tau']:.4f}")
+        ax.legend(fontsize=8)
     return _save(fig, out, "b_t_tau",
-                 "Time to reach τ per seed (x = censored: τ not reached, shown at the budget, dotted)")
+                 "T@τ, censoring-aware: Kaplan–Meier share of replicates that reached τ by each time, 95 % "
+                 "log-log band (a curve that ends below 0.5 has no median within the budget)")
 
 
 def _fig_survival(ctx: _Ctx, out: Path) -> dict:
@@ -428,12 +442,15 @@ def _fig_eta(ctx: _Ctx, out: Path) -> dict:
         if eta is None or eta <= 0 or opts.get("rule", "raw") == "normalized":
             continue
         info[v] = (eta, int(_num(opts.get("steps")) or 1))
-    pr = stats.paired(ctx.metrics[ctx.metrics["variant"].isin([ctx.baseline, *info])], ctx.baseline, ["t_tau_s"])
+    pr = stats.paired(ctx.metrics[ctx.metrics["variant"].isin([ctx.baseline, *info])], ctx.baseline,
+                      ["t_tau_s", "censored"])
     if pr.empty:
         return {"skipped": "no raw-rule hypergradient variant paired with the baseline"}
     pr["eta"] = pr["variant"].map(lambda v: info[v][0])
     pr["steps"] = pr["variant"].map(lambda v: info[v][1])
-    pr["speedup"] = 1.0 - pr["var_t_tau_s"] / pr["base_t_tau_s"]
+    # a per-seed ratio exists only where both replicates reached τ; the KM reduction uses every pair
+    both = ~(pr["base_censored"].astype(bool) | pr["var_censored"].astype(bool))
+    pr["speedup"] = (1.0 - pr["var_t_tau_s"] / pr["base_t_tau_s"]).where(both)
     cohorts = [(k, d) for k, d in pr.groupby(["task", "scheduler", "steps"]) if d["eta"].nunique() >= 2]
     if not cohorts:
         etas = sorted({e for e, _ in info.values()})
@@ -445,22 +462,28 @@ def _fig_eta(ctx: _Ctx, out: Path) -> dict:
         x = np.log10(d["eta"].to_numpy(float))
         y = d["speedup"].to_numpy(float)
         ok = np.isfinite(y)
-        ax.scatter(x[ok] + rng.uniform(-0.03, 0.03, ok.sum()), y[ok], s=10, alpha=0.5, color="tab:blue",
-                   label=f"paired seeds (n={int(ok.sum())})")
-        for e, de in d.groupby("eta"):
-            mi = stats.median_iqr(de["speedup"])
-            ax.errorbar(np.log10(e), mi.median, yerr=[[mi.median - mi.q25], [mi.q75 - mi.median]],
-                        fmt="s", color="k", ms=5, capsize=3)
-            ax.annotate(f"n={mi.n}", (np.log10(e), mi.q75), textcoords="offset points", xytext=(0, 4),
-                        ha="center", fontsize=7)
-        fit = lowess(y[ok], x[ok], frac=0.8, it=1, return_sorted=True)
-        ax.plot(fit[:, 0], fit[:, 1], color="tab:red", label="LOESS (frac 0.8)")
+        ax.scatter(x[ok] + rng.uniform(-0.03, 0.03, ok.sum()), y[ok], s=10, alpha=0.4, color="tab:blue",
+                   label=f"seed pairs that both reached τ (n={int(ok.sum())})")
+        c = ctx.comparison
+        c = c[(c["task"] == task) & (c["scheduler"] == sched) & c["variant"].isin(set(d["variant"]))]
+        for r in c.itertuples():
+            e = info[r.variant][0]
+            if math.isfinite(r.reduction):
+                ax.errorbar(np.log10(e), r.reduction, yerr=[[max(0.0, r.reduction - r.reduction_ci_low)],
+                                                            [max(0.0, r.reduction_ci_high - r.reduction)]],
+                            fmt="s", color="k", ms=5, capsize=3)
+            ax.annotate(f"n={r.n}", (np.log10(e), r.reduction if math.isfinite(r.reduction) else 0.0),
+                        textcoords="offset points", xytext=(6, 4), fontsize=7)
+        if ok.sum() >= 4:
+            fit = lowess(y[ok], x[ok], frac=0.8, it=1, return_sorted=True)
+            ax.plot(fit[:, 0], fit[:, 1], color="tab:red", label="LOESS of the per-pair ratios (frac 0.8)")
         ax.axhline(0, color="k", lw=0.6)
         ax.set(xlabel="log10 η_h", ylabel="1 − T@τ(variant) / T@τ(baseline)",
                title=f"{_gtitle((task, sched))}, {steps} step(s)")
         ax.legend(fontsize=8)
     return _save(fig, out, "e_eta_sensitivity",
-                 "η_h sensitivity: per-seed T@τ reduction, median ± IQR per η_h (n annotated)")
+                 "η_h sensitivity: reduction of the Kaplan–Meier median T@τ with its 95 % paired-bootstrap CI "
+                 "per η_h (black, n annotated); per-pair ratios and their LOESS where both reached τ")
 
 
 def _fig_label_noise(ctx: _Ctx, out: Path) -> dict:
@@ -490,7 +513,8 @@ def _fig_label_noise(ctx: _Ctx, out: Path) -> dict:
         ax.set_xticks(range(len(vs)), vs, fontsize=8)
         ax.set(ylabel="median T@τ reduction vs baseline", title=sched or "all")
         ax.legend(fontsize=8)
-    return _save(fig, out, "f_label_noise", "Speed-up per task: 1 − median ratio, 95 % paired-bootstrap CI")
+    return _save(fig, out, "f_label_noise",
+                 "Speed-up per task: reduction of the Kaplan–Meier median T@τ, 95 % paired-bootstrap CI")
 
 
 # ---------------------------------------------------------------- summary.json
@@ -502,9 +526,12 @@ def _per_variant(ctx: _Ctx) -> list[dict]:
             m = gm[gm["variant"] == v]
             row = {"task": g[0], "scheduler": g[1], "variant": v, "n": len(m),
                    "n_censored": int(m["censored"].sum()), "warm_start": str(m["warm_start"].iloc[0])}
-            for c in ("t_tau_s", "t_tau_gpu_h", "final_test_acc", "best_val_acc", "auc", "ws_overhead_share",
+            for c in ("final_test_acc", "best_val_acc", "auc", "ws_overhead_share",
                       "flops_overhead_share", "n_trials", "budget_s"):
                 row[c] = stats.median_iqr(m[c])._asdict()
+            # T@τ is censored: Kaplan–Meier median, its CI and quartiles (inf: not reached in the budget)
+            for c in ("t_tau_s", "t_tau_gpu_h"):
+                row[c] = stats.km_summary(m[c], m["censored"])._asdict()
             row["shift"] = {k: stats.median_iqr(m[f"shift_{k}"])._asdict() for k in PSI_KEYS}
             rows.append(row)
     return rows
@@ -604,9 +631,10 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
         f"{len(ctx.metrics)} replicates over {len(seeds)} seeds ({_seed_str(seeds)}) · "
         f"generated {_dt.datetime.now().isoformat(timespec='seconds')}\n")
     add("All statistics are over seeds (one replicate = one HPO run) and given as median [IQR], n. "
-        "T@τ of a replicate that never reaches τ is censored: it counts at the budget and the number "
-        "censored is given beside every T@τ statistic. Comparisons are seed-paired within a task and "
-        "scheduler; only seeds both sides ran enter them.\n")
+        "T@τ of a replicate that never reaches τ is right-censored at its budget: T@τ statistics are "
+        "Kaplan–Meier estimates, never averages of budget values, and the number censored is given beside "
+        "each. Comparisons are seed-paired within a task and scheduler; only seeds both sides ran enter "
+        "them (see Definitions).\n")
     missing = _missing_replicates(ctx, cfg)
     if missing:
         add(f"**Incomplete sweep:** {len(missing)} configured (scheduler, variant, seed) replicates have no "
@@ -628,11 +656,12 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
         unit, scale = _time_unit(float(gm["budget_s"].max()))
         for pv in [r for r in summary["per_variant"] if (r["task"], r["scheduler"]) == g]:
             rows.append([f"`{pv['variant']}`", pv["n"], pv["n_censored"],
-                         _mi(pv["t_tau_s"], 1 / scale, 2), _mi(pv["t_tau_gpu_h"], 1, 3),
+                         _km(pv["t_tau_s"], 1 / scale, 2), _km(pv["t_tau_gpu_h"], 1, 3),
                          _mi(pv["final_test_acc"], 100, 2, " %"), _mi(pv["auc"], 1, 4),
                          _mi(pv["ws_overhead_share"], 100, 2, " %"), _mi(pv["n_trials"], 1, 0),
                          _mi(pv["budget_s"], 1 / scale, 1)])
-        add(_table(["variant", "n", "censored", f"T@τ ({unit})", "T@τ (GPU-h)", "final test acc",
+        add(_table(["variant", "n", "censored", f"T@τ ({unit}), KM median (95 % CI) [IQR]", "T@τ (GPU-h)",
+                    "final test acc",
                     "AUC (best val / budget)", "warm-start share", "trials", f"budget ({unit})"], rows))
         add("")
 
@@ -643,16 +672,20 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
             add("No variant besides the baseline.\n")
         else:
             rows = [[f"`{r.variant}`", r.n, f"{r.n_censored_base} / {r.n_censored_var}",
-                     f"{r.t_tau_median_base / scale:.2f} → {r.t_tau_median_var / scale:.2f}",
-                     _pct(r.reduction) + f" (95 % CI {_pct(r.reduction_ci_low)} to {_pct(r.reduction_ci_high)})",
-                     f"W = {_f(r.wilcoxon_stat, 1)}, p = {_p(r.wilcoxon_p)}",
+                     f"{_t(r.t_tau_median_base, scale)} → {_t(r.t_tau_median_var, scale)}",
+                     (f"undecidable: {r.undecidable}" if r.undecidable else
+                      _pct(r.reduction) + f" (95 % CI {_pct(r.reduction_ci_low)} to {_pct(r.reduction_ci_high)}), "
+                      f"p = {_p(r.p_value)}"),
+                     f"{r.n_var_first} / {r.n_base_first} / {r.n_ties}, p = {_p(r.sign_p)}",
+                     f"p = {_p(r.logrank_p)}",
                      f"{_pct(r.test_acc_median_base, 2)} → {_pct(r.test_acc_median_var, 2)} (n={r.n_test_acc})",
                      f"{_f(r.t_tau_std_base / scale, 2)} → {_f(r.t_tau_std_var / scale, 2)} "
-                     f"(ratio {_f(r.std_ratio, 2)})"]
+                     f"(ratio {_f(r.std_ratio, 2)}, {r.n_uncensored_pairs} pairs)"]
                     for r in c.itertuples()]
-            add(_table(["variant", "n pairs", "censored base / var", f"median T@τ ({unit}) base → var",
-                        "T@τ reduction (paired bootstrap)", "Wilcoxon (two-sided)", "median test acc base → var",
-                        f"seed std T@τ ({unit})"], rows))
+            add(_table(["variant", "n pairs", "censored base / var", f"KM median T@τ ({unit}) base → var",
+                        "reduction of the KM median (paired bootstrap CI, p)",
+                        "reached τ first: variant / baseline / tie (sign test)", "log-rank",
+                        "median test acc base → var", f"seed std T@τ ({unit}), pairs that both reached τ"], rows))
             add("")
 
         add("### Verdict (pre-registered criteria)\n")
@@ -663,7 +696,7 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
             rows = []
             for r in vd.rename(columns={"pass": "passed"}).itertuples():
                 rows.append([f"`{r.variant}`", r.criterion, _crit_value(r), _crit_thr(r),
-                             "**PASS**" if r.passed else "fail", r.n,
+                             {"pass": "**PASS**", "fail": "fail"}.get(r.decision, "*undecidable*"), r.n,
                              f"{r.n_censored_base} / {r.n_censored_var}", r.note])
             add(_table(["variant", "criterion", "value", "threshold", "result", "n pairs",
                         "censored base / var", "note"], rows))
@@ -707,19 +740,45 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
     add("")
 
     add("## Definitions\n")
-    add("- T@τ: first replicate-clock time at which any result has val acc ≥ τ; "
-        "GPU-hours = T@τ · n_workers / 3600.\n"
-        "- Final test acc: test acc of the incumbent (the trial with the highest val acc, ties to the first to "
-        "reach it) at its last epoch with a test evaluation.\n"
+    add("- T@τ: first replicate-clock time at which any result has val acc ≥ τ; a replicate that never "
+        "reaches τ within its budget is right-censored there (we only know T@τ > budget). "
+        "GPU-hours = T@τ · n_workers / 3600 (censored alike).\n"
+        "- KM median: the Kaplan–Meier estimate of each arm's T@τ distribution (`scipy.stats.ecdf` on "
+        "`scipy.stats.CensoredData`); a quantile is the first time at which the estimated share still "
+        "without τ falls to 1 − q or below; \"not reached\" when that never happens within the budget "
+        "(half or more of the arm censored, for the median). The median's CI inverts the 95 % log-log band. "
+        "With a common budget this median equals the sample median with censored values at the budget "
+        "whenever fewer than half are censored; the estimator differs where it must: unequal budgets, and "
+        "arms where the median is not reached, which no budget value can stand in for.\n"
+        "- Reduction (the verdict's effect): 1 − KM median(variant) / KM median(baseline) over the paired "
+        f"seeds. CI: paired bootstrap ({ctx.n_boot} resamples of seed pairs, rng seed 0; each resample's two "
+        "KM medians give one reduction r*), the k-th smallest to the k-th largest r*, k = ⌈0.025 · resamples⌉. "
+        "Test (the verdict's p): paired permutation test of the same statistic: with no effect the two "
+        "replicates of a seed are exchangeable, so swapping the arms within random pairs "
+        f"({ctx.n_boot} swaps, or all 2^n when fewer) gives the null distribution of |log(KM median ratio)|; "
+        "p = (1 + #(null ≥ observed)) / (1 + swaps), two-sided, exact at every n. Effect and test judge "
+        "one statistic, so they answer one question. A resample in which an arm does not reach its median "
+        "counts that arm's median as longer than any reached one; on the full sample it makes the "
+        "criterion undecidable. The false-positive rate, CI coverage and power of this machinery on "
+        "synthetic censored data are in docs/statistics.md.\n"
+        "- Reached τ first (sign test): per seed pair, the arm that reached τ earlier; both censored, equal "
+        "times, or one censored before the other's finish are ties. Exact two-sided binomial test on the "
+        "decided pairs. It answers a different question (which arm wins a paired race), shown as a check, "
+        "not used by the verdict.\n"
+        "- Log-rank: two-sided test of equal T@τ survival curves (`scipy.stats.logrank`); it ignores the "
+        "pairing; shown as a check, not used by the verdict.\n"
+        "- Seed std of T@τ: std (ddof 1) over the seed pairs in which both arms reached τ (censored values "
+        "would sit at the budget and shrink it); the criterion is undecidable with fewer than "
+        f"{stats.MIN_UNCENSORED_PAIRS} such pairs.\n"
+        "- Final test acc: test acc of the incumbent (the trial with the highest val acc within the budget, "
+        "ties to the first to reach it) at its last epoch with a test evaluation.\n"
         "- AUC: exact integral of the best-so-far val acc step function over [0, budget] / budget "
         "(0 before the first result).\n"
-        "- Warm-start share: Σ ws_cost_s / (Σ epoch_time + Σ ws_cost_s) over the replicate's trials. The real "
-        "trainer times the warm start inside its first epoch, so for real runs this denominator counts it twice "
-        "and the share is slightly understated (w/(E+w) instead of w/E).\n"
-        "- Reduction: 1 − median(T@τ variant) / median(T@τ baseline) over paired seeds; CI: 2.5–97.5 % "
-        f"percentiles of {ctx.n_boot} paired bootstrap resamples of seeds (rng seed 0).\n"
-        "- Wilcoxon: two-sided signed-rank test of paired T@τ differences, zero differences discarded; "
-        "p by exhaustive permutation for ≤ 13 pairs with ties, exact or normal otherwise (scipy).")
+        "- Warm-start share: Σ ws_cost_s / Σ epoch_time over the replicate's trials. The warm start runs "
+        "inside a trial's first epoch and its epoch_time includes it (real trials time it there; the "
+        "surrogate adds it there), so the denominator is all trial compute, warm starts included.\n"
+        "- Decisions: pass / fail, or *undecidable* when the data cannot estimate the criterion's value "
+        "(the note says why); a variant passes overall only when all four criteria pass.")
     add("")
     add("| criterion | rule |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in stats.CRITERIA.items()))
     add("")
@@ -740,7 +799,7 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
 
 def _crit_value(r) -> str:
     if r.criterion == "t_tau_reduction":
-        return f"{_pct(r.value)} (p = {_p(r.p)})"
+        return "–" if not math.isfinite(r.value) else f"{_pct(r.value)} (p = {_p(r.p)})"
     if r.criterion in ("test_acc_drop",):
         return f"{_f(r.value * 100, 3)} pp"
     if r.criterion == "overhead_share":
@@ -755,6 +814,20 @@ def _crit_thr(r) -> str:
             "test_acc_drop": f"≤ {r.threshold * 100:g} pp",
             "overhead_share": f"≤ {_pct(r.threshold)}", "t_tau_std_ratio": f"≤ {r.threshold:g}",
             "overall": "all"}.get(r.criterion, str(r.threshold))
+
+
+def _km(d: dict, scale: float = 1.0, digits: int = 1) -> str:
+    """A Kaplan–Meier summary: median (95 % CI) [IQR], n; "not reached" for quantiles beyond the budget."""
+    if not d["n"]:
+        return "– (n=0)"
+
+    def f(v):
+        return "not reached" if v is not None and math.isinf(v) else _f(None if v is None else v * scale, digits)
+    return f"{f(d['median'])} ({f(d['ci_low'])}–{f(d['ci_high'])}) [IQR {f(d['q25'])}–{f(d['q75'])}], n={d['n']}"
+
+
+def _t(x, scale: float) -> str:
+    return "not reached" if x is not None and math.isinf(float(x)) else _f(None if x is None else x / scale, 2)
 
 
 def _f(x, digits: int) -> str:

@@ -8,15 +8,20 @@ Conventions used throughout:
   Variants are compared with the baseline of the same (task, scheduler) on the same seed
   ("paired": the same seed samples the same configurations).
 - Only results that arrived within the replicate's budget (``elapsed_s <= budget``) count.
-- T@τ of a replicate that never reaches τ is *censored*: it stays in the data at the budget value
-  (never dropped, which would flatter whichever variant fails more often), and every T@τ
-  statistic is reported with its number of censored replicates.
+- T@τ of a replicate that never reaches τ is *right-censored* at the replicate's budget: all we
+  know is T@τ > budget. It is never dropped (that would flatter whichever variant fails more
+  often), and never averaged or ranked as if the budget were its value: per arm, Kaplan–Meier
+  estimates (``km_summary``); between arms, the reduction of the KM median with a paired bootstrap
+  CI and a paired permutation test of that same reduction (the verdict's effect and test), the
+  log-rank test and a paired sign test on which arm reached τ
+  first. Every T@τ statistic is reported with its number of censored replicates.
 - Accuracies are fractions in [0, 1].
 """
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from typing import Iterable, Mapping, NamedTuple
 
 import numpy as np
@@ -31,25 +36,48 @@ GROUP_KEYS: tuple[str, ...] = ("task", "scheduler")   # a baseline is paired wit
 # 1 − 85/100 or 0.900 − 0.898 miss them by one ulp in floating point; this absorbs that.
 _TOL = 1e-9
 
+# τ = this quantile of the baseline replicates' best val acc within the budget, so that about
+# three in four baseline replicates reach it: enough events for Kaplan–Meier medians and a spread.
+DEFAULT_TAU_QUANTILE = 0.25
+# The seed-spread criterion compares stds over the pairs in which both arms reached τ; below this
+# many such pairs a std ratio is noise and the criterion is undecidable.
+MIN_UNCENSORED_PAIRS = 10
+
 CRITERIA: dict[str, str] = {
-    "t_tau_reduction": "≥15 % lower median T@τ than the baseline, with paired Wilcoxon p < 0.05",
+    "t_tau_reduction": "≥15 % lower Kaplan–Meier median T@τ than the baseline, with p < 0.05 in the paired "
+                       "permutation test of that same reduction",
     "test_acc_drop": "≤0.2 percentage-point drop in median final test accuracy",
     "overhead_share": "≤5 % extra compute (median warm-start share of trial compute)",
-    "t_tau_std_ratio": "seed std of T@τ not inflated by more than 10 % (std(var)/std(base) ≤ 1.10)",
+    "t_tau_std_ratio": "seed std of T@τ not inflated by more than 10 % (std(var)/std(base) ≤ 1.10 over the "
+                       f"seed pairs in which both arms reached τ; at least {MIN_UNCENSORED_PAIRS} such pairs)",
 }
 
 
-class WilcoxonResult(NamedTuple):
-    statistic: float
-    p: float
-    n: int          # complete pairs (zero differences included; the test itself discards them)
-
-
-class BootstrapResult(NamedTuple):
-    estimate: float
+class KMSummary(NamedTuple):
+    median: float       # inf: not reached within the budget
     ci_low: float
     ci_high: float
+    q25: float
+    q75: float
     n: int
+    n_censored: int
+
+
+class MedianReduction(NamedTuple):
+    estimate: float     # 1 − KM median(var) / KM median(base)
+    ci_low: float
+    ci_high: float
+    p: float            # two-sided paired permutation p-value of "reduction = 0"
+    n: int              # seed pairs
+    n_boot: int
+    undecidable: str    # why the reduction cannot be estimated; "" when it can
+
+
+class SignTest(NamedTuple):
+    n_var_first: int    # pairs in which the variant reached τ first
+    n_base_first: int
+    n_ties: int         # both censored, or equal times: left out of the test
+    p: float            # exact two-sided binomial test, p = 1/2 under the null
 
 
 class MedianIQR(NamedTuple):
@@ -170,30 +198,44 @@ def kl_divergence_1d(a: Iterable[float], b: Iterable[float], bins: int | np.ndar
 
 
 # ---------------------------------------------------------------- τ
-def auto_tau(results: pd.DataFrame, baseline: str, quantile: float = 0.5) -> float:
-    """τ as the ``quantile`` (numpy's linear interpolation) of the baseline's final best val_acc.
+def auto_tau(results: pd.DataFrame, baseline: str, quantile: float = DEFAULT_TAU_QUANTILE, *,
+             budget: float | None = None, replicates: pd.DataFrame | None = None) -> float:
+    """τ as the ``quantile`` (numpy's linear interpolation) of the baseline's best val_acc within budget.
 
-    Each baseline replicate contributes its best val_acc over the whole run; τ is the
-    ``quantile``-quantile over those replicates, so at the default 0.5 the baseline reaches τ in
-    (at least) half of its seeds, and in general in a share of about ``1 − quantile``.
+    Each baseline replicate contributes its best val_acc among the results inside its budget (a
+    result after the budget cannot count for T@τ, so it must not set τ either); τ is the
+    ``quantile``-quantile over those replicates, so the baseline reaches τ within the budget in a
+    share of about ``1 − quantile`` of its seeds (three in four at the default).
+
+    Args:
+        budget: every replicate's budget (s); else each replicate's ``budget_s`` from
+            ``replicates``; with neither, all results count.
     """
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"tau_quantile must lie in [0, 1], but got {quantile=}")
-    base = results[results["variant"] == baseline]
-    if base.empty:
+    if not (results["variant"] == baseline).any():
         raise ValueError(f"baseline variant {baseline!r} has no results; variants present: "
                          f"{sorted(results['variant'].dropna().unique())}")
-    keys = [k for k in REPLICATE_KEYS if k in base.columns]
-    finals = fill_keys(base).groupby(keys)["val_acc"].max().dropna().to_numpy(float)
+    finals = final_best_val(results, baseline, budget=budget, replicates=replicates)
     if finals.size == 0:
-        raise ValueError(f"baseline variant {baseline!r} reported no finite val_acc")
+        raise ValueError(f"baseline variant {baseline!r} reported no finite val_acc within the budget")
     return float(np.quantile(finals, quantile))
 
 
-def final_best_val(results: pd.DataFrame, variant: str) -> np.ndarray:
-    """Each replicate's best val_acc for one variant (the sample ``auto_tau`` takes a quantile of)."""
+def final_best_val(results: pd.DataFrame, variant: str, *, budget: float | None = None,
+                   replicates: pd.DataFrame | None = None) -> np.ndarray:
+    """Each replicate's best val_acc within its budget for one variant (what ``auto_tau`` ranks)."""
     sub = fill_keys(results[results["variant"] == variant])
     keys = [k for k in REPLICATE_KEYS if k in sub.columns]
+    if budget is not None:
+        sub = sub[sub["elapsed_s"].to_numpy(float) <= float(budget)]
+    elif replicates is not None and not replicates.empty and "budget_s" in replicates.columns \
+            and "elapsed_s" in sub.columns:
+        rep_keys, rep = _replicate_info(replicates)
+        if rep_keys:
+            b = sub.merge(rep[["budget_s"]].reset_index(), on=rep_keys, how="left")["budget_s"].to_numpy(float)
+            t = sub["elapsed_s"].to_numpy(float)
+            sub = sub[~np.isfinite(b) | (t <= b)]
     return sub.groupby(keys)["val_acc"].max().dropna().to_numpy(float)
 
 
@@ -376,70 +418,186 @@ def _budget(budget, rep_budget: float, default_budget, t: np.ndarray) -> float:
     return float(np.nanmax(t)) if np.isfinite(t).any() else float("nan")
 
 
-# ---------------------------------------------------------------- paired tests
-def paired_wilcoxon(a: Iterable[float], b: Iterable[float]) -> WilcoxonResult:
-    """Two-sided paired Wilcoxon signed-rank test of ``a − b`` (scipy.stats.wilcoxon).
+# ---------------------------------------------------------------- censored T@τ: one arm
+def km_summary(times: Iterable[float], censored: Iterable[bool], confidence: float = 0.95) -> KMSummary:
+    """Kaplan–Meier summary of one arm's T@τ (``scipy.stats.ecdf`` on ``scipy.stats.CensoredData``).
 
-    Pairs with a NaN are dropped. Zero differences are discarded before ranking
-    (``zero_method='wilcox'``, scipy's default). Tied |differences| get average ranks; with ties or
-    zeros scipy's ``method='auto'`` computes the p-value by exhaustive permutation for n ≤ 13 and
-    by the tie-corrected normal approximation above. If every difference is zero there is no
-    evidence of a difference: statistic 0, p = 1.0.
-
-    Returns:
-        ``WilcoxonResult(statistic, p, n)``: the smaller of the signed-rank sums, the p-value and
-        the number of complete pairs (NaN statistic and p if there are none).
-    """
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples must have equal length, but got {len(a)=} and {len(b)=}")
-    ok = np.isfinite(a) & np.isfinite(b)
-    # Differences are formed here, not by scipy, so that equal inputs give exact zeros and ties.
-    d = a[ok] - b[ok]
-    n = int(d.size)
-    if n == 0:
-        return WilcoxonResult(float("nan"), float("nan"), 0)
-    if np.all(d == 0):
-        return WilcoxonResult(0.0, 1.0, n)
-    r = _st.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-    return WilcoxonResult(float(r.statistic), float(r.pvalue), n)
-
-
-def bootstrap_median_reduction(base: Iterable[float], var: Iterable[float], n_boot: int = 10000,
-                               seed: int = 0) -> BootstrapResult:
-    """Paired bootstrap of the relative reduction ``1 − median(var) / median(base)``.
-
-    Seeds (pairs) are resampled with replacement, keeping each variant value with its baseline
-    partner, ``n_boot`` times from ``np.random.default_rng(seed)``; the CI is the 2.5–97.5
-    percentile interval of the resampled reductions. Deterministic given ``seed``.
+    A quantile q is the smallest time at which the estimated survival S(t) = P(T@τ > t) falls to
+    ``1 − q`` or below; where S never falls that far (too many replicates censored) it is ``inf``:
+    "not reached within the budget". The median's CI inverts the pointwise log-log confidence band
+    of S (Brookmeyer–Crowley style): from the first time the upper band reaches 0.5 to the first
+    time the lower band does.
 
     Returns:
-        ``BootstrapResult(estimate, ci_low, ci_high, n)``; the estimate is on the full sample.
+        ``KMSummary(median, ci_low, ci_high, q25, q75, n, n_censored)``; NaN everywhere if n = 0.
     """
-    b, v = np.asarray(base, float), np.asarray(var, float)
-    if b.shape != v.shape:
-        raise ValueError(f"paired samples must have equal length, but got {len(b)=} and {len(v)=}")
-    ok = np.isfinite(b) & np.isfinite(v)
-    b, v = b[ok], v[ok]
-    n = int(b.size)
-    if n == 0:
-        return BootstrapResult(float("nan"), float("nan"), float("nan"), 0)
-    est = _reduction(np.median(b), np.median(v))
-    if n_boot <= 0:
-        return BootstrapResult(est, float("nan"), float("nan"), n)
-    idx = np.random.default_rng(seed).integers(0, n, size=(int(n_boot), n))
-    mb, mv = np.median(b[idx], axis=1), np.median(v[idx], axis=1)
+    t, c = _clean_arm(times, censored)
+    if t.size == 0:
+        nan = float("nan")
+        return KMSummary(nan, nan, nan, nan, nan, 0, 0)
+    if not (~c).any():   # nothing reached τ: every quantile lies beyond the budget
+        inf = float("inf")
+        return KMSummary(inf, inf, inf, inf, inf, int(t.size), int(c.sum()))
+    res = _st.ecdf(_st.CensoredData(uncensored=t[~c], right=t[c]))
+    sf = res.sf
+    with warnings.catch_warnings():   # the log-log band is undefined where S is 0 or 1: NaN there, read as 1
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = sf.confidence_interval(confidence, method="log-log")
+
+    q, s = sf.quantiles, sf.probabilities
+
+    def first_at_or_below(x: np.ndarray, p: np.ndarray, level: float) -> float:
+        # the band is NaN only where S itself is 0 or 1, and there it collapses onto S
+        p = np.where(np.isnan(p), s, p) if p.shape == s.shape else np.nan_to_num(p, nan=1.0)
+        hit = np.flatnonzero(p <= level + _TOL)
+        return float(x[hit[0]]) if hit.size else float("inf")
+
+    # the lower band of S reaches 0.5 first: it bounds the median from below, the upper band from above
+    return KMSummary(first_at_or_below(q, s, 0.5), first_at_or_below(band.low.quantiles, band.low.probabilities, 0.5),
+                     first_at_or_below(band.high.quantiles, band.high.probabilities, 0.5),
+                     first_at_or_below(q, s, 0.75), first_at_or_below(q, s, 0.25), int(t.size), int(c.sum()))
+
+
+def km_quantile_batch(times: np.ndarray, censored: np.ndarray, q: float = 0.5) -> np.ndarray:
+    """The Kaplan–Meier q-quantile of every row of ``times`` at once (``inf`` where not reached).
+
+    The same estimator as ``km_summary`` (checked against scipy in the tests), vectorised over the
+    leading axes so that a paired bootstrap of thousands of resamples costs one sort. At tied times
+    events come before censorings, as in the Kaplan–Meier convention; then
+    S after the i-th sorted value = Π over events j ≤ i of (1 − 1/(n − j)).
+    """
+    t = np.asarray(times, float)
+    c = np.asarray(censored, bool)
+    n = t.shape[-1]
+    order = np.lexsort((c, t), axis=-1)
+    ts, cs = np.take_along_axis(t, order, -1), np.take_along_axis(c, order, -1)
+    at_risk = n - np.arange(n)
+    with np.errstate(divide="ignore"):
+        log_factor = np.where(cs, 0.0, np.log1p(-1.0 / at_risk))
+    surv = np.exp(np.cumsum(log_factor, axis=-1))
+    below = surv <= (1.0 - q) + _TOL
+    first = np.argmax(below, axis=-1)
+    out = np.take_along_axis(ts, first[..., None], -1)[..., 0]
+    return np.where(below.any(axis=-1), out, np.inf)
+
+
+def _clean_arm(times, censored) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(times, float)
+    c = np.asarray(censored, bool)
+    if t.shape != c.shape:
+        raise ValueError(f"times and censored must have equal length, but got {t.shape} and {c.shape}")
+    ok = np.isfinite(t)
+    return t[ok], c[ok]
+
+
+# ---------------------------------------------------------------- censored T@τ: two arms, paired by seed
+def _paired_arms(base_t, base_c, var_t, var_c):
+    bt, bc, vt, vc = (np.asarray(x) for x in (base_t, base_c, var_t, var_c))
+    if not (bt.shape == bc.shape == vt.shape == vc.shape):
+        raise ValueError(f"paired arms must have equal length, but got {bt.shape}, {bc.shape}, {vt.shape}, {vc.shape}")
+    ok = np.isfinite(bt.astype(float)) & np.isfinite(vt.astype(float))
+    return bt[ok].astype(float), bc[ok].astype(bool), vt[ok].astype(float), vc[ok].astype(bool)
+
+
+def _reduction(med_base, med_var):
+    """1 − med_var / med_base, elementwise, with "not reached" (inf) medians ordered as the longest:
+    neither arm reached → 0 (no difference), only the variant → 1, only the baseline → −inf."""
+    mb, mv = np.asarray(med_base, float), np.asarray(med_var, float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        red = np.where(mb != 0, 1.0 - mv / mb, np.nan)
-    red = red[np.isfinite(red)]
-    if red.size == 0:
-        return BootstrapResult(est, float("nan"), float("nan"), n)
-    lo, hi = np.percentile(red, [2.5, 97.5])
-    return BootstrapResult(est, float(lo), float(hi), n)
+        r = 1.0 - mv / mb
+    r = np.where(np.isinf(mb) & np.isinf(mv), 0.0, r)
+    return np.where(np.isinf(mb) & np.isfinite(mv), 1.0, r)
 
 
-def _reduction(med_base: float, med_var: float) -> float:
-    return float(1.0 - med_var / med_base) if med_base != 0 else float("nan")
+def paired_median_reduction(base_t, base_c, var_t, var_c, n_boot: int = 10000, seed: int = 0,
+                            alpha: float = 0.05, n_perm: int | None = None) -> MedianReduction:
+    """Reduction of the Kaplan–Meier median T@τ, ``1 − median(var) / median(base)``, with a paired
+    bootstrap CI and a paired permutation test of the same statistic.
+
+    - CI: seeds are resampled with replacement, each variant replicate staying with its baseline
+      partner, ``n_boot`` times; each resample's two KM medians give one reduction r*; the CI is the
+      k-th smallest and k-th largest r*, k = ⌈(α/2)·n_boot⌉.
+    - Test: under "the warm start changes nothing" the two replicates of a seed are exchangeable, so
+      swapping the arms within random pairs (``n_perm`` sign flips, all 2^n when that is fewer) gives
+      the null distribution of |log(median(var) / median(base))|; two-sided
+      p = (1 + #(|s*| ≥ |s|)) / (1 + n_perm). The test is exact at every n (it never claims more than
+      the pairs can show: 5 pairs all halved give p = 2/32), and it judges the very statistic the
+      effect reports, so effect and test answer one question.
+    Both use ``np.random.default_rng(seed)``: deterministic. A median that is not reached (half or
+    more of an arm censored) counts as longer than any reached one in resamples; on the full sample
+    it makes the reduction undecidable (estimate NaN, ``undecidable`` says why).
+    """
+    bt, bc, vt, vc = _paired_arms(base_t, base_c, var_t, var_c)
+    n = int(bt.size)
+    nan = float("nan")
+    if n == 0:
+        return MedianReduction(nan, nan, nan, nan, 0, 0, "no paired seeds")
+    mb, mv = float(km_quantile_batch(bt, bc)), float(km_quantile_batch(vt, vc))
+    why = [f"{name}: {int(c.sum())} of {n} replicates never reach τ, so its median T@τ is not estimable"
+           for name, m, c in (("baseline", mb, bc), ("variant", mv, vc)) if not math.isfinite(m)]
+    if why:
+        return MedianReduction(nan, nan, nan, nan, n, 0, "; ".join(why))
+    est = float(_reduction(mb, mv))
+    if n_boot <= 0:
+        return MedianReduction(est, nan, nan, nan, n, 0, "")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(int(n_boot), n))
+    r = np.sort(_reduction(km_quantile_batch(bt[idx], bc[idx]), km_quantile_batch(vt[idx], vc[idx])))
+    k = max(1, int(math.ceil(alpha / 2 * n_boot)))
+    n_perm = int(n_boot if n_perm is None else n_perm)
+    if 2 ** n <= n_perm:   # every assignment of the arms within pairs: the exact null distribution
+        flip = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(bool)
+    else:
+        flip = rng.random((n_perm, n)) < 0.5
+    pb_t, pv_t = np.where(flip, vt, bt), np.where(flip, bt, vt)
+    pb_c, pv_c = np.where(flip, vc, bc), np.where(flip, bc, vc)
+    null = _abs_log_ratio(km_quantile_batch(pb_t, pb_c), km_quantile_batch(pv_t, pv_c))
+    obs = float(_abs_log_ratio(mb, mv))
+    hits = int((null >= obs - 1e-12).sum())
+    p = (1 + hits) / (1 + len(null)) if len(null) != 2 ** n else hits / len(null)
+    return MedianReduction(est, float(r[k - 1]), float(r[n_boot - k]), float(p), n, int(n_boot), "")
+
+
+def _abs_log_ratio(med_base, med_var):
+    """|log(median var / median base)|: the swap-symmetric form of the reduction, 0 when both medians
+    are not reached, inf when only one is."""
+    mb, mv = np.asarray(med_base, float), np.asarray(med_var, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.abs(np.log(mv / mb))
+    return np.where(np.isinf(mb) & np.isinf(mv), 0.0, np.where(np.isinf(mb) ^ np.isinf(mv), np.inf, s))
+
+
+def logrank(base_t, base_c, var_t, var_c) -> tuple[float, float]:
+    """Two-sided log-rank test of equal T@τ survival curves (``scipy.stats.logrank``); ignores pairing.
+
+    Returns ``(statistic, p)``; NaN when an arm is empty or neither arm has an event.
+    """
+    bt, bc, vt, vc = _paired_arms(base_t, base_c, var_t, var_c)
+    if bt.size == 0 or (bc.all() and vc.all()):
+        return float("nan"), float("nan")
+    r = _st.logrank(_st.CensoredData(uncensored=vt[~vc], right=vt[vc]),
+                    _st.CensoredData(uncensored=bt[~bc], right=bt[bc]))
+    return float(r.statistic), float(r.pvalue)
+
+
+def paired_sign_test(base_t, base_c, var_t, var_c, base_budget=None, var_budget=None) -> SignTest:
+    """Which arm of each seed pair reached τ first; exact two-sided binomial test on the decided pairs.
+
+    A pair is decided when both reached τ at different times, or when one reached τ before the
+    other's budget ran out without it. Both censored, equal times, or one censored before the
+    other's finish: a tie, left out of the test (the sign test's usual handling of zeros).
+    Budgets default to each censored replicate's own T@τ (a censored T@τ is the budget).
+    """
+    ok = np.isfinite(np.asarray(base_t, float)) & np.isfinite(np.asarray(var_t, float))
+    bt, bc, vt, vc = _paired_arms(base_t, base_c, var_t, var_c)
+    bb = bt if base_budget is None else np.asarray(base_budget, float)[ok]
+    vb = vt if var_budget is None else np.asarray(var_budget, float)[ok]
+    var_first = (~vc & ((bc & (vt <= bb)) | (~bc & (vt < bt))))
+    base_first = (~bc & ((vc & (bt <= vb)) | (~vc & (bt < vt))))
+    wins, losses = int(var_first.sum()), int(base_first.sum())
+    ties = int(bt.size) - wins - losses
+    p = float(_st.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else float("nan")
+    return SignTest(wins, losses, ties, p)
 
 
 def paired(metrics: pd.DataFrame, baseline: str, columns: Iterable[str] = ("t_tau_s", "censored",
@@ -459,44 +617,74 @@ def paired(metrics: pd.DataFrame, baseline: str, columns: Iterable[str] = ("t_ta
     return out.rename(columns=ren)
 
 
-def compare_to_baseline(metrics: pd.DataFrame, baseline: str, n_boot: int = 10000,
-                        seed: int = 0) -> pd.DataFrame:
+def uncensored_pair_spread(base_t, base_c, var_t, var_c) -> tuple[float, float, int]:
+    """Seed std (ddof 1) of T@τ of each arm over the pairs in which *both* arms reached τ.
+
+    Censored values sit at the budget and would shrink any spread computed with them; restricted to
+    pairs that both finished, censoring cannot shrink it, and the two stds stay paired.
+    Returns ``(std_base, std_var, n_pairs)``.
+    """
+    bt, bc, vt, vc = _paired_arms(base_t, base_c, var_t, var_c)
+    both = ~bc & ~vc
+    n = int(both.sum())
+    if n < 2:
+        return float("nan"), float("nan"), n
+    return float(np.std(bt[both], ddof=1)), float(np.std(vt[both], ddof=1)), n
+
+
+def compare_to_baseline(metrics: pd.DataFrame, baseline: str, n_boot: int = 10000, seed: int = 0,
+                        alpha: float = 0.05) -> pd.DataFrame:
     """Paired comparison of every variant with the baseline, within each (task, scheduler).
 
-    Only seeds that both the variant and the baseline ran enter (``n``). Censored T@τ values stay
-    at the budget.
+    Only seeds that both the variant and the baseline ran enter (``n``). T@τ is right-censored at
+    each replicate's budget and treated so throughout (``km_summary``, ``paired_median_reduction``,
+    ``logrank``, ``paired_sign_test``, ``uncensored_pair_spread``).
 
     Returns:
-        One row per (task, scheduler, variant): ``n``, ``n_censored_base``, ``n_censored_var``,
-        ``t_tau_median_base`` / ``_var``, ``reduction`` (1 − median ratio) with bootstrap
-        ``reduction_ci_low`` / ``_high`` (NaN when ``n_boot`` is 0), ``wilcoxon_stat``,
-        ``wilcoxon_p``, ``test_acc_median_base`` / ``_var``, ``test_acc_drop`` (base − var),
-        ``n_test_acc``, ``overhead_share`` (median over the variant's paired replicates),
-        ``t_tau_std_base`` / ``_var`` (ddof 1) and ``std_ratio``.
+        One row per (task, scheduler, variant): ``n``, ``n_censored_base`` / ``_var``; per arm the
+        KM median T@τ with its CI and quartiles (``t_tau_median_base``, ``t_tau_median_ci_low_base``,
+        ``..._high_base``, ``t_tau_q25_base``, ``t_tau_q75_base``, and ``_var``); ``reduction`` of
+        the KM median with paired-bootstrap ``reduction_ci_low`` / ``_high`` and the paired permutation
+        test's ``p_value`` (``n_boot`` resamples and permutations; 0: NaN), ``undecidable`` (why the reduction cannot be estimated, or
+        ""); ``logrank_stat``, ``logrank_p``; ``n_var_first``, ``n_base_first``, ``n_ties``,
+        ``sign_p``; ``test_acc_median_base`` / ``_var``, ``test_acc_drop`` (base − var),
+        ``n_test_acc``; ``overhead_share`` (median over the variant's paired replicates);
+        ``t_tau_std_base`` / ``_var`` over pairs that both reached τ, ``n_uncensored_pairs`` and
+        ``std_ratio``.
     """
-    cols = ["t_tau_s", "censored", "final_test_acc", "ws_overhead_share"]
-    pr = paired(metrics, baseline, cols)
+    cols = ["t_tau_s", "censored", "final_test_acc", "ws_overhead_share", "budget_s"]
+    pr = paired(metrics, baseline, [c for c in cols if c in metrics.columns])
     gk = [k for k in GROUP_KEYS if k in metrics.columns]
     rows = []
     for key, g in pr.groupby(gk + ["variant"], sort=False):
         kd = dict(zip(gk + ["variant"], key))
-        tb, tv = g["base_t_tau_s"].to_numpy(float), g["var_t_tau_s"].to_numpy(float)
-        w = paired_wilcoxon(tv, tb)
-        bs = bootstrap_median_reduction(tb, tv, n_boot=n_boot, seed=seed)
+        tb, cb = g["base_t_tau_s"].to_numpy(float), g["base_censored"].to_numpy(bool)
+        tv, cv = g["var_t_tau_s"].to_numpy(float), g["var_censored"].to_numpy(bool)
+        kb, kv = km_summary(tb, cb), km_summary(tv, cv)
+        red = paired_median_reduction(tb, cb, tv, cv, n_boot=n_boot, seed=seed, alpha=alpha)
+        lr = logrank(tb, cb, tv, cv)
+        budgets = {f"{a}_budget": g[f"{a}_budget_s"].to_numpy(float) for a in ("base", "var")
+                   if f"{a}_budget_s" in g.columns}
+        st = paired_sign_test(tb, cb, tv, cv, **budgets)
+        sb, sv, n_unc = uncensored_pair_spread(tb, cb, tv, cv)
         ab, av = median_iqr(g["base_final_test_acc"]), median_iqr(g["var_final_test_acc"])
-        sb = float(np.std(tb, ddof=1)) if len(tb) > 1 else float("nan")
-        sv = float(np.std(tv, ddof=1)) if len(tv) > 1 else float("nan")
-        rows.append({**kd, "n": len(g),
-                     "n_censored_base": int(g["base_censored"].sum()),
-                     "n_censored_var": int(g["var_censored"].sum()),
-                     "t_tau_median_base": float(np.median(tb)), "t_tau_median_var": float(np.median(tv)),
-                     "reduction": bs.estimate, "reduction_ci_low": bs.ci_low, "reduction_ci_high": bs.ci_high,
-                     "wilcoxon_stat": w.statistic, "wilcoxon_p": w.p,
+        arm = {}
+        for suffix, k in (("base", kb), ("var", kv)):
+            arm |= {f"t_tau_median_{suffix}": k.median, f"t_tau_median_ci_low_{suffix}": k.ci_low,
+                    f"t_tau_median_ci_high_{suffix}": k.ci_high, f"t_tau_q25_{suffix}": k.q25,
+                    f"t_tau_q75_{suffix}": k.q75}
+        rows.append({**kd, "n": len(g), "n_censored_base": int(cb.sum()), "n_censored_var": int(cv.sum()), **arm,
+                     "reduction": red.estimate, "reduction_ci_low": red.ci_low, "reduction_ci_high": red.ci_high,
+                     "p_value": red.p, "n_boot": red.n_boot, "undecidable": red.undecidable,
+                     "logrank_stat": lr[0], "logrank_p": lr[1],
+                     "n_var_first": st.n_var_first, "n_base_first": st.n_base_first, "n_ties": st.n_ties,
+                     "sign_p": st.p,
                      "test_acc_median_base": ab.median, "test_acc_median_var": av.median,
                      "test_acc_drop": ab.median - av.median,
                      "n_test_acc": int((g["base_final_test_acc"].notna() & g["var_final_test_acc"].notna()).sum()),
                      "overhead_share": median_iqr(g["var_ws_overhead_share"]).median,
-                     "t_tau_std_base": sb, "t_tau_std_var": sv, "std_ratio": _std_ratio(sv, sb)})
+                     "t_tau_std_base": sb, "t_tau_std_var": sv, "n_uncensored_pairs": n_unc,
+                     "std_ratio": _std_ratio(sv, sb)})
     return pd.DataFrame(rows)
 
 
@@ -512,57 +700,74 @@ def _std_ratio(sv: float, sb: float) -> float:
 # ---------------------------------------------------------------- verdict
 def verdict(metrics: pd.DataFrame, baseline: str, *, comparison: pd.DataFrame | None = None,
             min_reduction: float = 0.15, alpha: float = 0.05, max_test_acc_drop: float = 0.002,
-            max_overhead_share: float = 0.05, max_std_ratio: float = 1.10) -> pd.DataFrame:
+            max_overhead_share: float = 0.05, max_std_ratio: float = 1.10,
+            min_uncensored_pairs: int = MIN_UNCENSORED_PAIRS) -> pd.DataFrame:
     """Each variant against the pre-registered success criteria (``CRITERIA``).
 
-    1. ``t_tau_reduction``: 1 − median(T@τ var)/median(T@τ base) ≥ ``min_reduction`` and paired
-       Wilcoxon p < ``alpha``;
+    1. ``t_tau_reduction``: reduction of the Kaplan–Meier median T@τ ≥ ``min_reduction`` and the
+       paired permutation test of that reduction p < ``alpha``;
+       undecidable when an arm's median is not reached within the budget;
     2. ``test_acc_drop``: median(base) − median(var) final test accuracy ≤ ``max_test_acc_drop``
        (0.002 = 0.2 percentage points, accuracies being fractions);
     3. ``overhead_share``: median warm-start share of trial compute ≤ ``max_overhead_share``;
-    4. ``t_tau_std_ratio``: std(T@τ var)/std(T@τ base) ≤ ``max_std_ratio``.
+    4. ``t_tau_std_ratio``: std(T@τ var)/std(T@τ base) over the seed pairs in which both arms
+       reached τ ≤ ``max_std_ratio``; undecidable with fewer than ``min_uncensored_pairs`` such pairs.
 
-    Boundaries pass (to within 1e-9). A criterion whose value cannot be computed (too few pairs,
-    no test accuracies, no warm-start costs) fails, with a note. All values are over the paired
-    seeds of the variant's (task, scheduler) group.
+    Boundaries pass (to within 1e-9). Each row's ``decision`` is ``pass``, ``fail`` or
+    ``undecidable`` (a value that cannot be estimated from these data: the note says why); ``pass``
+    is True only for ``pass``. The ``overall`` row passes when all four pass, is undecidable when
+    none fails but one is undecidable, and fails otherwise.
 
     Args:
-        comparison: the output of ``compare_to_baseline`` if already computed (no bootstrap needed).
-
-    Returns:
-        One row per (task, scheduler, variant, criterion) with ``value``, ``threshold``, ``pass``,
-        ``n``, ``p`` (criterion 1 only), ``n_censored_base``, ``n_censored_var`` and ``note``; plus a
-        criterion ``overall`` per variant whose value counts the criteria passed and whose
-        ``pass`` is all four.
+        comparison: the output of ``compare_to_baseline`` if already computed. Without it the
+            comparison is computed with 2000 bootstrap resamples (the test needs them).
     """
-    cmp = compare_to_baseline(metrics, baseline, n_boot=0) if comparison is None else comparison
+    cmp = compare_to_baseline(metrics, baseline, n_boot=2000, alpha=alpha) if comparison is None else comparison
     gk = [k for k in GROUP_KEYS if k in cmp.columns]
     rows = []
     for _, c in cmp.iterrows():
         base = {**{k: c[k] for k in gk}, "variant": c["variant"], "n": int(c["n"]),
                 "n_censored_base": int(c["n_censored_base"]), "n_censored_var": int(c["n_censored_var"])}
-        red, p = float(c["reduction"]), float(c["wilcoxon_p"])
+        red, p = float(c["reduction"]), float(c["p_value"])
+        if c["undecidable"]:
+            t1 = ("undecidable", str(c["undecidable"]))
+        elif not math.isfinite(p):
+            t1 = ("undecidable", "no bootstrap test was run (n_boot = 0)")
+        else:
+            t1 = (_decide(_ge(red, min_reduction) and p < alpha), "")
+        drop, share, ratio = float(c["test_acc_drop"]), float(c["overhead_share"]), float(c["std_ratio"])
+        n_unc = int(c["n_uncensored_pairs"])
         crit = [
-            ("t_tau_reduction", red, min_reduction, _ge(red, min_reduction) and p < alpha, p,
-             "" if math.isfinite(p) else "no paired seeds"),
-            ("test_acc_drop", float(c["test_acc_drop"]), max_test_acc_drop,
-             _le(c["test_acc_drop"], max_test_acc_drop), float("nan"),
-             "" if math.isfinite(c["test_acc_drop"]) else "no final test accuracy"),
-            ("overhead_share", float(c["overhead_share"]), max_overhead_share,
-             _le(c["overhead_share"], max_overhead_share), float("nan"),
-             "" if math.isfinite(c["overhead_share"]) else "no warm-start cost recorded"),
-            ("t_tau_std_ratio", float(c["std_ratio"]), max_std_ratio, _le(c["std_ratio"], max_std_ratio),
-             float("nan"), "" if not math.isnan(c["std_ratio"]) else "fewer than 2 paired seeds"),
+            ("t_tau_reduction", red, min_reduction, *t1, p),
+            ("test_acc_drop", drop, max_test_acc_drop,
+             *((_decide(_le(drop, max_test_acc_drop)), "") if math.isfinite(drop)
+               else ("undecidable", "no final test accuracy")), float("nan")),
+            ("overhead_share", share, max_overhead_share,
+             *((_decide(_le(share, max_overhead_share)), "") if math.isfinite(share)
+               else ("undecidable", "no warm-start cost recorded")), float("nan")),
+            ("t_tau_std_ratio", ratio, max_std_ratio,
+             *((_decide(_le(ratio, max_std_ratio)), f"{n_unc} pairs in which both reached τ")
+               if n_unc >= min_uncensored_pairs and not math.isnan(ratio)
+               else ("undecidable", f"only {n_unc} seed pairs in which both arms reached τ "
+                                    f"(at least {min_uncensored_pairs} needed)")), float("nan")),
         ]
-        for name, value, thr, ok, pv, note in crit:
-            rows.append({**base, "criterion": name, "value": value, "threshold": thr, "pass": bool(ok),
-                         "p": pv, "note": note})
-        n_pass = sum(bool(x[3]) for x in crit)
+        for name, value, thr, decision, note, pv in crit:
+            rows.append({**base, "criterion": name, "value": value, "threshold": thr, "decision": decision,
+                         "pass": decision == "pass", "p": pv, "note": note})
+        decisions = [x[3] for x in crit]
+        n_pass = decisions.count("pass")
+        overall = ("fail" if "fail" in decisions else "undecidable" if "undecidable" in decisions else "pass")
         rows.append({**base, "criterion": "overall", "value": float(n_pass), "threshold": float(len(crit)),
-                     "pass": n_pass == len(crit), "p": float("nan"), "note": f"{n_pass} of {len(crit)} criteria"})
-    cols = gk + ["variant", "criterion", "value", "threshold", "pass", "n", "p", "n_censored_base",
+                     "decision": overall, "pass": overall == "pass", "p": float("nan"),
+                     "note": f"{n_pass} of {len(crit)} criteria pass"
+                             + (f", {decisions.count('undecidable')} undecidable" if "undecidable" in decisions else "")})
+    cols = gk + ["variant", "criterion", "value", "threshold", "decision", "pass", "n", "p", "n_censored_base",
                  "n_censored_var", "note"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _decide(ok: bool) -> str:
+    return "pass" if ok else "fail"
 
 
 def _ge(x, thr) -> bool:

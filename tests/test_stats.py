@@ -113,58 +113,95 @@ def test_kl_divergence_identical_is_zero_and_disjoint_is_finite():
     assert math.isfinite(kl) and kl > 5
 
 
-# ---------------------------------------------------------------- Wilcoxon
-def test_wilcoxon_all_positive_exact():
-    # 6 distinct positive differences: W = R- = 0; only 1 of 2^6 sign patterns has R- <= 0,
-    # two-sided p = 2/64 = 0.03125.
-    r = stats.paired_wilcoxon([1, 2, 3, 4, 5, 6], [0] * 6)
-    assert (r.statistic, r.p, r.n) == (0.0, pytest.approx(0.03125), 6)
+# ---------------------------------------------------------------- censored T@τ: one arm
+# Freireich et al. (1963) remission times in weeks, the textbook worked example of Kaplan–Meier and
+# log-rank (Gehan 1965; Klein & Moeschberger §1.2). "+" = censored.
+MP6 = [6, 6, 6, 7, 10, 13, 16, 22, 23] + [6, 9, 10, 11, 17, 19, 20, 25, 32, 32, 34, 35]
+MP6_C = [False] * 9 + [True] * 12
+PLACEBO = [1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 22, 23]
 
 
-def test_wilcoxon_ties_use_average_ranks():
-    # d = 1,1,1,-2,3,4: |d| ranks 2,2,2 (average of 1..3), 4, 5, 6; R- = 4 -> W = 4.
-    # Permutation null over 64 sign patterns: subsets of {2,2,2,4,5,6} with sum <= 4 are
-    # {}, three {2}, three {2,2}, {4} = 8 -> p = 2 * 8/64 = 0.25.
-    # (Without ties, d = 1,2,3,-4,5,6 has 7 such subsets and p = 0.21875: the ties matter.)
-    r = stats.paired_wilcoxon([1, 1, 1, -2, 3, 4], [0] * 6)
-    assert r.statistic == 4.0 and r.p == pytest.approx(0.25) and r.n == 6
+def test_km_median_with_censoring_by_hand():
+    # 6-MP, n = 21. At risk / events: t=6: 21 at risk, 3 events -> S = 18/21 = 0.857 (the censored 6
+    # leaves after the events); t=7: 17, 1 -> 0.807; t=10: 15, 1 -> 0.753; t=13: 12, 1 -> 0.690;
+    # t=16: 11, 1 -> 0.628; t=22: 7, 1 -> 0.538; t=23: 6, 1 -> 0.448 <= 0.5: median 23 weeks
+    # (the published value). Placebo (no censoring): the 11th of 21 ordered times, 8 weeks.
+    k = stats.km_summary(MP6, MP6_C)
+    assert k.median == 23 and k.n == 21 and k.n_censored == 12
+    assert k.q25 == 13    # S(10) = 0.753 > 0.75, S(13) = 0.690 <= 0.75
+    assert math.isinf(k.q75)   # S never falls to 0.25: not reached
+    # 95 % log-log band, Greenwood variance V = Σ d/(n(n−d)), S^exp(±1.96·sqrt(V)/|log S|):
+    # t=10: V = 3/(21·18) + 1/(17·16) + 1/(15·14) = 0.01638, S = 0.7528 -> lower band S^2.419 = 0.503;
+    # t=13: V = 0.02395, S = 0.6902 -> lower band S^2.266 = 0.432 <= 0.5: the CI starts at 13 weeks.
+    # The upper band never falls to 0.5: the CI is open above (R's survfit says the same: NA).
+    assert k.ci_low == 13 and math.isinf(k.ci_high)
+    assert stats.km_summary(PLACEBO, [False] * 21).median == 8
 
 
-def test_wilcoxon_zero_differences_discarded():
-    # zero_method='wilcox': the two zeros are dropped, leaving d = 1,2,3,-4,5,6 -> W = 4,
-    # p = 2 * 7/64 = 0.21875; n counts all 8 complete pairs.
-    r = stats.paired_wilcoxon([5, 5, 6, 7, 8, 1, 10, 11], [5, 5, 5, 5, 5, 5, 5, 5])
-    assert r.statistic == 4.0 and r.p == pytest.approx(0.21875) and r.n == 8
+def test_km_median_not_reached_when_half_censored():
+    # 2 events of 4 at 30 s, two censored at 100 s: S(30) = 0.5 -> median 30 s; three censored -> inf.
+    assert stats.km_summary([30, 30, 100, 100], [False, False, True, True]).median == 30
+    assert math.isinf(stats.km_summary([30, 100, 100, 100], [False, True, True, True]).median)
 
 
-def test_wilcoxon_all_zero_differences_p_is_one():
-    assert tuple(stats.paired_wilcoxon([3, 4, 5], [3, 4, 5])) == (0.0, 1.0, 3)
+def test_km_batch_equals_scipy_on_random_censored_samples():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(3, 40))
+        t = np.round(rng.exponential(50, n) / 5) * 5          # ties, as in ASHA's clumped results
+        budget = rng.choice([60.0, 100.0, 120.0], n)          # unequal budgets
+        c = t > budget
+        t = np.minimum(t, budget)
+        ref = stats.km_summary(t, c)
+        for q, want in ((0.5, ref.median), (0.25, ref.q25), (0.75, ref.q75)):
+            got = float(stats.km_quantile_batch(t, c, q))
+            assert got == want or (math.isinf(got) and math.isinf(want)), (t, c, q)
 
 
-def test_wilcoxon_drops_incomplete_pairs():
-    r = stats.paired_wilcoxon([1, 2, 3, 4, 5, 6, np.nan], [0, 0, 0, 0, 0, 0, 1])
-    assert r.n == 6 and r.p == pytest.approx(0.03125)
+# ---------------------------------------------------------------- censored T@τ: two arms
+def test_logrank_worked_example():
+    # Published log-rank chi-square for 6-MP vs placebo: 16.79 on 1 df (p = 4.2e-5).
+    stat, p = stats.logrank(PLACEBO, [False] * 21, MP6, MP6_C)
+    assert stat ** 2 == pytest.approx(16.79, abs=0.01) and p == pytest.approx(4.17e-5, rel=0.02)
 
 
-# ---------------------------------------------------------------- bootstrap
-def test_bootstrap_is_deterministic_given_seed():
+def test_sign_test_by_hand():
+    # pairs (base, var): (50, 40) var first; (50, 60) base first; (100c, 70) var first (base never
+    # reached within its 100 s); (100c, 100c) tie; (30, 30) tie; (80, 100c) base first; (90, 20) var.
+    base_t, base_c = [50, 50, 100, 100, 30, 80, 90], [0, 0, 1, 1, 0, 0, 0]
+    var_t, var_c = [40, 60, 70, 100, 30, 100, 20], [0, 0, 0, 1, 0, 1, 0]
+    r = stats.paired_sign_test(base_t, np.array(base_c, bool), var_t, np.array(var_c, bool))
+    # 3 wins, 2 losses: binomial two-sided p = P(X <= 2 or X >= 3 | n = 5) = 1.
+    assert (r.n_var_first, r.n_base_first, r.n_ties) == (3, 2, 2) and r.p == pytest.approx(1.0)
+    # a variant replicate censored at 60 s cannot lose to a baseline that finished at 80 s
+    r = stats.paired_sign_test([80], np.array([False]), [60], np.array([True]), var_budget=[60])
+    assert (r.n_var_first, r.n_base_first, r.n_ties) == (0, 0, 1)
+
+
+def test_permutation_test_is_exact_and_never_claims_more_than_the_pairs_show():
+    # 5 pairs, every one halved: the reduction is 0.5, but of the 2^5 = 32 within-pair swaps the
+    # observed |log ratio| = log 2 is matched by the identity and the all-swapped one only: p = 2/32.
+    base = [100.0, 110, 120, 130, 140]
+    r = stats.paired_median_reduction(base, [False] * 5, [b / 2 for b in base], [False] * 5, n_boot=2000)
+    assert r.estimate == pytest.approx(0.5) and r.p == pytest.approx(2 / 32)
+    assert r.ci_low == pytest.approx(0.5) and r.ci_high == pytest.approx(0.5)   # pairs resampled together
+
+
+def test_paired_reduction_undecidable_when_median_not_reached():
+    r = stats.paired_median_reduction([30, 100, 100, 100], [False, True, True, True], [20, 30, 40, 50],
+                                      [False] * 4, n_boot=100)
+    assert math.isnan(r.estimate) and "baseline: 3 of 4 replicates never reach τ" in r.undecidable
+
+
+def test_paired_reduction_deterministic_and_ci_brackets_estimate():
     rng = np.random.default_rng(1)
-    base, var = rng.uniform(50, 150, 12), rng.uniform(40, 140, 12)
-    a = stats.bootstrap_median_reduction(base, var, n_boot=2000, seed=3)
-    b = stats.bootstrap_median_reduction(base, var, n_boot=2000, seed=3)
-    c = stats.bootstrap_median_reduction(base, var, n_boot=2000, seed=4)
-    assert a == b
-    assert (a.ci_low, a.ci_high) != (c.ci_low, c.ci_high)
+    base = rng.uniform(50, 150, 40)
+    var = base * rng.uniform(0.6, 1.2, 40)
+    c0 = np.zeros(40, bool)
+    a = stats.paired_median_reduction(base, c0, var, c0, n_boot=500, seed=3)
+    assert a == stats.paired_median_reduction(base, c0, var, c0, n_boot=500, seed=3)
+    assert a != stats.paired_median_reduction(base, c0, var, c0, n_boot=500, seed=4)
     assert a.ci_low <= a.estimate <= a.ci_high
-
-
-def test_bootstrap_resamples_pairs_together():
-    # var = 0.8 * base seed by seed: every paired resample has median(var) = 0.8 median(base), so
-    # the estimate 1 - 160/200 = 0.2 and a degenerate CI [0.2, 0.2]. (Resampling the two sides
-    # independently would give a wide CI.)
-    r = stats.bootstrap_median_reduction([100, 200, 300], [80, 160, 240], n_boot=500, seed=0)
-    assert r.estimate == pytest.approx(0.2)
-    assert r.ci_low == pytest.approx(0.2) and r.ci_high == pytest.approx(0.2) and r.n == 3
 
 
 # ---------------------------------------------------------------- per replicate
@@ -242,7 +279,7 @@ def _metrics(base_t, var_t, base_acc=0.9, var_acc=0.9, overhead=0.01, censored_v
     return pd.DataFrame(rows)
 
 
-BASE_T = [100.0, 110.0, 120.0, 130.0, 140.0, 150.0]   # median 125
+BASE_T = [100.0 + 10 * i for i in range(30)]   # 100 ... 390, mean 245; KM median = 15th value = 240
 
 
 def _crit(vd, name):
@@ -250,22 +287,31 @@ def _crit(vd, name):
 
 
 def test_verdict_reduction_exactly_15_percent_passes():
-    # var = 0.85 * base: 1 − 106.25/125 = 0.15 (boundary passes); 6 improvements -> p = 2/64.
+    # var = 0.85 * base: KM medians 204 / 240 -> 0.15 (the boundary passes); 30 pairs with the same
+    # ratio make random within-pair swaps rarely reach |log ratio| = log(1/0.85): p < 0.05.
     vd = stats.verdict(_metrics(BASE_T, [0.85 * t for t in BASE_T]), "baseline")
     c = _crit(vd, "t_tau_reduction")
-    assert c["value"] == pytest.approx(0.15) and c["p"] == pytest.approx(0.03125) and bool(c["pass"])
+    assert c["value"] == pytest.approx(0.15) and c["p"] < 0.05 and c["decision"] == "pass"
 
 
 def test_verdict_reduction_just_below_15_percent_fails():
     vd = stats.verdict(_metrics(BASE_T, [0.8501 * t for t in BASE_T]), "baseline")
-    assert not _crit(vd, "t_tau_reduction")["pass"]
+    assert _crit(vd, "t_tau_reduction")["decision"] == "fail"
 
 
 def test_verdict_reduction_needs_significance():
-    # 5 pairs all halved: reduction 0.5, but the smallest two-sided p with n = 5 is 2/32 = 0.0625.
+    # 5 pairs all halved: reduction 0.5, but the exact permutation p is 2/32 = 0.0625.
     vd = stats.verdict(_metrics(BASE_T[:5], [t / 2 for t in BASE_T[:5]]), "baseline")
     c = _crit(vd, "t_tau_reduction")
-    assert c["value"] == pytest.approx(0.5) and c["p"] == pytest.approx(0.0625) and not c["pass"]
+    assert c["value"] == pytest.approx(0.5) and c["p"] == pytest.approx(0.0625) and c["decision"] == "fail"
+
+
+def test_verdict_reduction_undecidable_when_variant_median_not_reached():
+    cens = [1] * 16 + [0] * 14
+    vd = stats.verdict(_metrics(BASE_T, [500] * 16 + [50] * 14, censored_var=cens), "baseline")
+    c = _crit(vd, "t_tau_reduction")
+    assert c["decision"] == "undecidable" and not c["pass"] and "16 of 30" in c["note"]
+    assert _crit(vd, "overall")["decision"] in ("undecidable", "fail")
 
 
 @pytest.mark.parametrize("var_acc, ok", [(0.898, True), (0.8979, False), (0.95, True)])
@@ -276,39 +322,49 @@ def test_verdict_test_acc_drop_boundary(var_acc, ok):
     assert c["value"] == pytest.approx(0.9 - var_acc) and bool(c["pass"]) is ok
 
 
-@pytest.mark.parametrize("share, ok", [(0.05, True), (0.0501, False), (float("nan"), False)])
-def test_verdict_overhead_boundary(share, ok):
+@pytest.mark.parametrize("share, decision", [(0.05, "pass"), (0.0501, "fail"), (float("nan"), "undecidable")])
+def test_verdict_overhead_boundary(share, decision):
     vd = stats.verdict(_metrics(BASE_T, BASE_T, overhead=share), "baseline")
-    assert bool(_crit(vd, "overhead_share")["pass"]) is ok
+    assert _crit(vd, "overhead_share")["decision"] == decision
 
 
 @pytest.mark.parametrize("factor, ok", [(1.10, True), (1.11, False), (0.5, True)])
 def test_verdict_std_ratio_boundary(factor, ok):
-    # var = mean + factor * (base − mean) scales the seed std by exactly `factor`.
-    var = [125 + factor * (t - 125) for t in BASE_T]
+    # var = mean + factor * (base − mean) scales the seed std by exactly `factor` (30 uncensored pairs).
+    var = [245 + factor * (t - 245) for t in BASE_T]
     c = _crit(stats.verdict(_metrics(BASE_T, var), "baseline"), "t_tau_std_ratio")
     assert c["value"] == pytest.approx(factor) and bool(c["pass"]) is ok
 
 
+def test_verdict_std_ratio_uses_only_pairs_that_both_reached_tau():
+    # 21 variant seeds censored at 400 s: counted at the budget they would distort the variant's std;
+    # restricted to the 9 pairs that both finished, the std ratio is exactly 1 -- and 9 < 10 such
+    # pairs makes the criterion undecidable.
+    var = list(BASE_T[:9]) + [400.0] * 21
+    vd = stats.verdict(_metrics(BASE_T, var, censored_var=[0] * 9 + [1] * 21), "baseline")
+    c = _crit(vd, "t_tau_std_ratio")
+    assert c["value"] == pytest.approx(1.0) and c["decision"] == "undecidable" and "only 9" in c["note"]
+
+
 def test_verdict_overall_needs_all_four():
     good = stats.verdict(_metrics(BASE_T, [0.8 * t for t in BASE_T]), "baseline")
-    assert bool(_crit(good, "overall")["pass"]) and _crit(good, "overall")["value"] == 4
+    assert _crit(good, "overall")["decision"] == "pass" and _crit(good, "overall")["value"] == 4
     bad = stats.verdict(_metrics(BASE_T, [0.8 * t for t in BASE_T], var_acc=0.89), "baseline")
-    assert not _crit(bad, "overall")["pass"] and _crit(bad, "overall")["value"] == 3
+    assert _crit(bad, "overall")["decision"] == "fail" and _crit(bad, "overall")["value"] == 3
 
 
 def test_verdict_reports_censored_counts():
-    # Two variant seeds never reached τ: they stay at their (budget) values and are counted.
-    vd = stats.verdict(_metrics(BASE_T, [200, 200, 100, 100, 100, 100],
-                                censored_var=[1, 1, 0, 0, 0, 0]), "baseline")
-    assert (vd["n_censored_var"] == 2).all() and (vd["n_censored_base"] == 0).all() and (vd["n"] == 6).all()
+    vd = stats.verdict(_metrics(BASE_T, [500, 500] + BASE_T[2:], censored_var=[1, 1] + [0] * 28), "baseline")
+    assert (vd["n_censored_var"] == 2).all() and (vd["n_censored_base"] == 0).all() and (vd["n"] == 30).all()
 
 
 def test_compare_uses_only_paired_seeds():
     m = _metrics(BASE_T, BASE_T)
     m = m[~((m["variant"] == "ohgw") & (m["seed"] == 5))]   # the variant lacks seed 5
+    m = m[m["seed"] < 6]
     c = stats.compare_to_baseline(m, "baseline", n_boot=100)
-    assert c.iloc[0]["n"] == 5 and c.iloc[0]["t_tau_median_base"] == 120.0   # median of 100..140
+    # seeds 0..4 paired: KM median of 100..140 (no censoring) is the 3rd value
+    assert c.iloc[0]["n"] == 5 and c.iloc[0]["t_tau_median_base"] == 120.0
 
 
 def test_parse_spec():

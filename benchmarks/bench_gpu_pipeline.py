@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""Training-pipeline benchmark: the seed's per-image PIL pipeline vs ohgw_bench's device-resident Trial.
+"""Training-pipeline benchmark: the original per-image PIL pipeline vs ohgw_bench's device-resident Trial.
 
 Measured side by side in one run, printed one line per measurement and written to JSON:
 
-  a. seed   DataLoader over PIL images, torchvision ``RandAugment(2, 9)`` + RandomCrop(32, 4) +
+  a. original  DataLoader over PIL images, torchvision ``RandAugment(2, 9)`` + RandomCrop(32, 4) +
             RandomHorizontalFlip + ToTensor + Normalize + Cutout, ResNet-20, SGD, batch 128,
-            fp32, NCHW (what a typical seed script does; ``--seed-workers`` loader processes).
+            fp32, NCHW (what a typical reference script does; ``--original-workers`` loader processes).
   b. ours   ``ohgw_bench.trainer.Trial`` on cifar10-resnet20 (uint8 data resident on the device,
             batched augmentation, bf16 autocast + channels_last on CUDA).
   c. N concurrent Trials, one process each, started together behind a barrier: aggregate
@@ -14,7 +14,7 @@ Measured side by side in one run, printed one line per measurement and written t
 
 Both pipelines train on the same images (the task's stratified training split). The epoch time
 compared is the training pass (all ``n_train // 128`` steps, no evaluation); Trial's own
-``train_time`` is that. On CUDA each timed epoch is also timed with CUDA events (the seed's
+``train_time`` is that. On CUDA each timed epoch is also timed with CUDA events (the original pipeline's
 training pass; the whole ``Trial.run`` epoch for ours, validation included), on CPU with
 perf_counter. Warm-up epochs are excluded.
 
@@ -55,10 +55,10 @@ SIZES = {  # n_train / n_val / n_test overrides of cifar10-resnet20 (full: the t
     "full": {},
 }
 # The Trial's hyperparameters: the CLI's defaults (lr 0.1, wd 5e-4, momentum 0.9, RandAugment magnitude 9),
-# label smoothing 0 to match the seed pipeline's plain cross-entropy.
+# label smoothing 0 to match the original pipeline's plain cross-entropy.
 PSI = {"log10_lr": -1.0, "log10_wd": -3.3, "momentum": 0.9, "ra_magnitude": 9.0, "label_smoothing": 0.0}
 TARGET_EPOCH_S = 0.5     # per epoch per trial, H200, full size
-TARGET_SPEEDUP = 10.0    # ours vs the seed pipeline
+TARGET_SPEEDUP = 10.0    # ours vs the original pipeline
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -157,7 +157,7 @@ def device_info(device) -> dict:
     return info
 
 
-# ----------------------------------------------------------------------------- a. the seed's pipeline
+# ----------------------------------------------------------------------------- a. the original pipeline
 class _Cutout:
     """DeVries & Taylor's Cutout on a normalised CHW tensor: one size x size square of zeros (clipped)."""
 
@@ -190,7 +190,7 @@ class _SeedDataset:
         return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
 
 
-def bench_seed(task, td, device, warmup: int, epochs: int, workers: int, max_steps: int | None = None) -> dict:
+def bench_original(task, td, device, warmup: int, epochs: int, workers: int, max_steps: int | None = None) -> dict:
     import torch
     import torch.nn.functional as F
     import torchvision.transforms as T
@@ -456,17 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "1,2,4,8 on CUDA). N=1 is always measured as the reference.")
     p.add_argument("--out", default=None, help="JSON results (rewritten after every measurement)")
     p.add_argument("--warmup-epochs", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs for the seed pipeline and ours")
-    p.add_argument("--seed-workers", type=int, default=None, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
-    p.add_argument("--seed-max-steps", type=int, default=None,
-                   help="time only this many steps of each seed epoch and extrapolate (default: whole epochs)")
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs for the original pipeline and ours")
+    p.add_argument("--original-workers", type=int, default=None, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
+    p.add_argument("--original-max-steps", type=int, default=None,
+                   help="time only this many steps of each original-pipeline epoch and extrapolate (default: whole epochs)")
     p.add_argument("--concurrent-epochs", type=int, default=None, help="timed epochs per concurrent trial "
                    "(default 1 on CPU, 2 on CUDA)")
     p.add_argument("--concurrent-warmup", type=int, default=None,
                    help="untimed epochs per concurrent trial before the barrier (default 0 on CPU, 1 on CUDA)")
     p.add_argument("--hg-repeats", type=int, default=None, help="hgcost timing repeats (default 2 CPU, 5 CUDA)")
     p.add_argument("--hg-batches", type=int, default=None, help="hgcost batches (default 2 CPU, 4 CUDA)")
-    p.add_argument("--skip", default="", help="comma list of parts to skip: seed,ours,concurrent,hgcost")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: original,ours,concurrent,hgcost")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 1 on CPU; unset on CUDA)")
     p.add_argument("--synthetic", action="store_true", help="synthetic images instead of CIFAR-10 (tests)")
     p.add_argument("--pack-data", metavar="PACK", help="pack the offline CIFAR-10 JPEG copy into PACK and exit")
@@ -482,7 +482,7 @@ def target_lines(res: dict, device, size: str) -> list[tuple[str, str, str]]:
     name = res["meta"].get("device_name", "")
     on_h200 = device.type == "cuda" and "H200" in name
     ours = (res.get("ours") or {}).get("epoch_s", {}).get("median")
-    ratio = res.get("ratios", {}).get("seed_over_ours_epoch_time")
+    ratio = res.get("ratios", {}).get("original_over_ours_epoch_time")
     out = []
     meas = f"{ours:.3f} s/epoch" if ours is not None else "not measured"
     if device.type != "cuda":
@@ -497,11 +497,11 @@ def target_lines(res: dict, device, size: str) -> list[tuple[str, str, str]]:
         st = "n/a (CPU)"
     else:
         st = "n/a (not measured)" if ratio is None else ("met" if ratio >= TARGET_SPEEDUP else "not met")
-    out.append((f">= {TARGET_SPEEDUP:g}x the seed pipeline (epoch time, one trial)", meas, st))
-    agg = res.get("ratios", {}).get("best_aggregate_over_seed")
+    out.append((f">= {TARGET_SPEEDUP:g}x the original pipeline (epoch time, one trial)", meas, st))
+    agg = res.get("ratios", {}).get("best_aggregate_over_original")
     if agg is not None:
         st = "n/a (CPU)" if device.type != "cuda" else ("met" if agg["ratio"] >= TARGET_SPEEDUP else "not met")
-        out.append((f">= {TARGET_SPEEDUP:g}x the seed pipeline (aggregate throughput, N={agg['n']} concurrent)",
+        out.append((f">= {TARGET_SPEEDUP:g}x the original pipeline (aggregate throughput, N={agg['n']} concurrent)",
                     f"{agg['ratio']:.2f}x", st))
     return out
 
@@ -530,7 +530,7 @@ def main(argv=None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    workers = args.seed_workers if args.seed_workers is not None else (4 if cuda else 0)
+    workers = args.original_workers if args.original_workers is not None else (4 if cuda else 0)
     ns = parse_ns(args.concurrent if args.concurrent is not None else ("1,2,4,8" if cuda else "1,2"))
     if ns and 1 not in ns:
         ns = [1] + ns
@@ -575,11 +575,11 @@ def main(argv=None) -> int:
     ok = False
     tmp = Path(tempfile.mkdtemp(prefix="bench-concurrent-"))
     try:
-        seed = part("seed", lambda: bench_seed(task, td, device, args.warmup_epochs, args.epochs, workers,
-                                              args.seed_max_steps))
-        if seed:
-            print(f"[seed] epoch (training pass, {seed['steps_per_epoch']} steps, {workers} workers"
-                  f"{', extrapolated' if seed['extrapolated'] else ''}): {fmt_spread(seed['epoch_s'])}", flush=True)
+        orig = part("original", lambda: bench_original(task, td, device, args.warmup_epochs, args.epochs, workers,
+                                              args.original_max_steps))
+        if orig:
+            print(f"[original] epoch (training pass, {orig['steps_per_epoch']} steps, {workers} workers"
+                  f"{', extrapolated' if orig['extrapolated'] else ''}): {fmt_spread(orig['epoch_s'])}", flush=True)
         ours = part("ours", lambda: bench_ours(task, td, device, args.warmup_epochs, args.epochs))
         if ours:
             print(f"[ours] epoch (training pass, {ours['steps_per_epoch']} steps): {fmt_spread(ours['epoch_s'])}; "
@@ -614,32 +614,32 @@ def main(argv=None) -> int:
         ok = True
     finally:
         ratios = {}
-        s_med = (res.get("seed") or {}).get("epoch_s", {}).get("median")
+        s_med = (res.get("original") or {}).get("epoch_s", {}).get("median")
         o_med = (res.get("ours") or {}).get("epoch_s", {}).get("median")
         if s_med and o_med:
-            ratios["ours_over_seed_epoch_time"] = o_med / s_med
-            ratios["seed_over_ours_epoch_time"] = s_med / o_med
+            ratios["ours_over_original_epoch_time"] = o_med / s_med
+            ratios["original_over_ours_epoch_time"] = s_med / o_med
         conc = res.get("concurrent", {})
         if "1" in conc:
             base = conc["1"]["aggregate_epochs_per_s"]
             ratios["concurrent_aggregate_over_one"] = {n: c["aggregate_epochs_per_s"] / base for n, c in conc.items()}
         if conc and s_med:
             best = max(conc.values(), key=lambda c: c["aggregate_epochs_per_s"])
-            ratios["best_aggregate_over_seed"] = {"n": best["n"], "ratio": best["aggregate_epochs_per_s"] * s_med}
+            ratios["best_aggregate_over_original"] = {"n": best["n"], "ratio": best["aggregate_epochs_per_s"] * s_med}
         res["ratios"] = ratios
         res["targets"] = [{"target": t, "measured": m, "status": s} for t, m, s in target_lines(res, device, args.size)]
         res["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         res["meta"]["complete"] = ok
         write_json(res, args.out)
         print("---- ratios")
-        if "ours_over_seed_epoch_time" in ratios:
-            print(f"ours vs seed epoch time: {ratios['ours_over_seed_epoch_time']:.3f} "
-                  f"(speed-up {ratios['seed_over_ours_epoch_time']:.2f}x)")
+        if "ours_over_original_epoch_time" in ratios:
+            print(f"ours vs original epoch time: {ratios['ours_over_original_epoch_time']:.3f} "
+                  f"(speed-up {ratios['original_over_ours_epoch_time']:.2f}x)")
         for n, r in ratios.get("concurrent_aggregate_over_one", {}).items():
             print(f"concurrent aggregate throughput N={n} vs one trial: {r:.2f}x")
-        if "best_aggregate_over_seed" in ratios:
-            b = ratios["best_aggregate_over_seed"]
-            print(f"best concurrent aggregate (N={b['n']}) vs seed single-trial throughput: {b['ratio']:.2f}x")
+        if "best_aggregate_over_original" in ratios:
+            b = ratios["best_aggregate_over_original"]
+            print(f"best concurrent aggregate (N={b['n']}) vs original single-trial throughput: {b['ratio']:.2f}x")
         print("---- targets")
         for t in res["targets"]:
             print(f"{t['target']}: {t['measured']} -> {t['status']}")

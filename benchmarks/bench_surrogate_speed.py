@@ -1,6 +1,6 @@
-"""Wall-clock of surrogate sweeps on this machine, printed side by side in one run.
+"""Wall-clock of surrogate sweeps on the machine it runs on, printed side by side in one run.
 
-Targets (issue: learned surrogate): exp-1 on the surrogate — 4 variants x 1000 seeds under ASHA —
+Targets: exp-1 on the surrogate — 4 variants x 1000 seeds under ASHA —
 in <= 10 minutes on 2 cores; PASHA (same 4 variants x 1000 seeds) <= 30 minutes; DyHPO: as many
 seeds as fit in 30 minutes (reported as n).
 

@@ -207,7 +207,7 @@ def test_hypergrad_batch_all_five_cuda_matches_cpu(tiny_task):
 
 # ----------------------------------------------------------------------------- the benchmark (CPU)
 def test_bench_cpu_path_tiny(tmp_path):
-    """The benchmark's CPU path end to end on 256 synthetic images (seed pipeline, ours, ratios, JSON)."""
+    """The benchmark's CPU path end to end on 256 synthetic images (original pipeline, ours, ratios, JSON)."""
     bench = _bench_module()
     out = tmp_path / "bench.json"
     with contextlib.redirect_stdout(io.StringIO()) as buf:
@@ -218,11 +218,11 @@ def test_bench_cpu_path_tiny(tmp_path):
     res = json.loads(out.read_text())
     assert res["meta"]["complete"] and not res["errors"]
     assert res["meta"]["n_train"] == 256 and res["meta"]["steps_per_epoch"] == 2
-    for part in ("seed", "ours"):
+    for part in ("original", "ours"):
         assert res[part]["epoch_s"]["n"] == 1 and res[part]["epoch_s"]["median"] > 0
-    assert res["ratios"]["ours_over_seed_epoch_time"] > 0
+    assert res["ratios"]["ours_over_original_epoch_time"] > 0
     assert [t["status"] for t in res["targets"]][:2] == ["n/a (CPU)", "n/a (CPU)"]
-    assert "ours vs seed epoch time" in text and "n/a (CPU)" in text
+    assert "ours vs original epoch time" in text and "n/a (CPU)" in text
 
 
 @pytest.mark.slow

@@ -145,15 +145,23 @@ EOF
 step gpu-tests 60 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider >"$OUT/gpu-tests.txt" 2>&1
 tail -n 3 "$OUT/gpu-tests.txt" >>"$SUMMARY"
 
-# 6. a short real ASHA sweep (configs/gpu-smoke.yaml belongs to the configs owner; not made here)
+# 6. a short real ASHA sweep on the persistent trial runner (configs/gpu-smoke.yaml belongs to the
+#    configs owner; not made here)
 if [ -f configs/gpu-smoke.yaml ]; then
   step sweep 60 "$PY" -m ohgw_bench.cli sweep configs/gpu-smoke.yaml --no-report --out "$WORK/sweep" \
-    >"$OUT/sweep.log" 2>&1
+    --set runner=persistent >"$OUT/sweep.log" 2>&1
 else
   say "[sweep] SKIPPED: configs/gpu-smoke.yaml does not exist" ; echo "configs/gpu-smoke.yaml missing" >"$OUT/sweep.log"
 fi
 
+# 7. both trial runners side by side on the GPU (short: one seed each); its table goes to summary.txt
+#    and its JSON into artifacts.tar.gz ($OUT already holds the tool's 8 files)
+mkdir -p "$WORK/runner"
+step runner 110 "$PY" benchmarks/bench_runner.py --task cifar10-resnet20 --n-workers 4 --budget-s 30 --seeds 0:1 \
+  --tuner-sleep-time 1 --json "$WORK/runner/bench-runner.json" >"$WORK/runner/bench-runner.log" 2>&1
+grep -A6 -- '^real ' "$WORK/runner/bench-runner.log" >>"$SUMMARY" 2>/dev/null
+
 # run directories in one archive (the tool returns <= 8 files, <= 2 folders deep); checkpoints left out
 ( cd "$WORK" && tar czf "$OUT/artifacts.tar.gz" --exclude='*.pt' --exclude='*.tmp*' \
-    $(ls -d train-r20 sweep 2>/dev/null) 2>/dev/null ) || true
+    $(ls -d train-r20 sweep runner 2>/dev/null) 2>/dev/null ) || true
 say "done in $(( $(date +%s) - T0 ))s; files: $(ls "$OUT" | tr '\n' ' ')"

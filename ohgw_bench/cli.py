@@ -53,6 +53,7 @@ def cmd_train(args) -> int:
     psi.update(_parse_sets(args.set))
     psi = space.check_psi(psi)
     ws = WarmStart.parse(args.warm_start)
+    ws.check_backend("real")
     epochs = args.epochs or task.max_epochs
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epochs", type=int, default=None, help="default: the task's maximum budget")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a ψ hyperparameter, e.g. log10_lr=-1.5")
-    t.add_argument("--warm-start", default="none", help="none | random | hypergradient:eta=1e-3,steps=1,rule=raw")
+    t.add_argument("--warm-start", default="none", help="none | random | hypergradient:eta=1e-3,steps=1,rule=raw | placebo | random-dir:radius=0.1 "
+                   "| python:package.module:function[,key=value,...] (docs/warm-starts.md)")
     add_data_args(t)
     t.add_argument("--out", default=None, help="run directory (default runs/train-TASK-sSEED)")
     t.add_argument("--device", default=None)

@@ -107,10 +107,12 @@ def cmd_fit(args) -> int:
     import yaml
     task_name = yaml.safe_load((d / "collect.yaml").read_text())["task"] if (d / "collect.yaml").exists() else args.task
     task = get_task(task_name)
-    startup, time_data = args.startup_s, None
+    startup, time_data, by_runner = args.startup_s, None, {}
     if args.overhead_from:
-        from .overhead import startup_overhead, sweep_epoch_times
-        startup = startup_overhead(args.overhead_from)["median_s"]
+        from .overhead import startup_by_runner, sweep_epoch_times
+        # one start-up calibration per trial runner; startup_s (the default clock) is the first one's
+        by_runner = startup_by_runner(args.overhead_from)
+        startup = next(iter(by_runner.values()))["median_s"]
         time_data = sweep_epoch_times(args.overhead_from)
     # 1) fidelity: k-fold cross-validation over configurations (each scored by a fit that never saw it)
     from .fidelity import cv_fidelity
@@ -120,6 +122,12 @@ def cmd_fit(args) -> int:
     sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup,
                         time_data=time_data)
     sur.meta["fidelity_heldout"] = fid
+    if by_runner:
+        sur.meta["startup_s_by_runner"] = {r: v["median_s"] for r, v in by_runner.items()}
+        sur.meta["startup_calibration"] = by_runner
+    if args.overhead_from:  # verify must not check the time model against the sweeps it was fitted on
+        from .results import store_record
+        sur.meta["calibration_stores"] = [store_record(p) for p in args.overhead_from]
     sur.meta["fidelity_scheme"] = fid["scheme"]
     sur.save(d)
     write_json_atomic(fid, d / "fidelity.json")

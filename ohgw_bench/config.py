@@ -8,16 +8,18 @@ from typing import Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .stats import DEFAULT_TAU_QUANTILE
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ReportConfig(_Strict):
-    # tau "auto": the tau_quantile-quantile of the baseline replicates' final best val acc, so that
-    # about (1 - tau_quantile) of them reach it within the budget (0.25: three in four)
+    # tau "auto": the tau_quantile-quantile of the baseline replicates' best val acc within the
+    # budget, so that about (1 - tau_quantile) of them reach it (the default: three in four)
     tau: Union[float, Literal["auto"]] = "auto"
-    tau_quantile: float = Field(0.25, gt=0, lt=1)
+    tau_quantile: float = Field(DEFAULT_TAU_QUANTILE, gt=0, lt=1)
     baseline: str = "baseline"
 
 
@@ -59,6 +61,10 @@ class SweepConfig(_Strict):
     max_trials: Optional[int] = Field(None, ge=1)
     threads_per_trial: int = Field(1, ge=1)
     tuner_sleep_time: float = Field(0.5, ge=0)
+    # how real trial segments run: "persistent" (long-lived worker processes, persistent.py) or "local"
+    # (Syne Tune's LocalBackend, one process per segment). Unset: persistent for real sweeps; for
+    # surrogate sweeps the runner whose start-up calibration the surrogate holds by default.
+    runner: Optional[Literal["persistent", "local"]] = None
     data_root: Optional[str] = None
     out: Optional[str] = None                          # default results/<name>
     report: ReportConfig = ReportConfig()
@@ -81,6 +87,11 @@ class SweepConfig(_Strict):
     @property
     def replicate_budget_s(self) -> float:
         return self.budget_s if self.budget_s is not None else self.budget_gpu_hours * 3600.0 / self.n_workers
+
+    @property
+    def real_runner(self) -> str:
+        """The runner real trials use."""
+        return self.runner or "persistent"
 
     @property
     def seed_list(self) -> list[int]:

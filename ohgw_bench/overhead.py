@@ -1,4 +1,4 @@
-"""Start-up overhead of real trial processes, measured from a real sweep's results store."""
+"""Start-up overhead of real trial segments (per trial runner), measured from real sweeps' results stores."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,8 @@ from .results import load
 
 def _load_all(results_dirs: "str | list[str]") -> pd.DataFrame:
     dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
-    return pd.concat([load(d)[0] for d in dirs], ignore_index=True)
+    # the store's index keeps apart segments of different stores that share (scheduler, variant, seed)
+    return pd.concat([load(d)[0].assign(_store=i) for i, d in enumerate(dirs)], ignore_index=True)
 
 
 def startup_overhead(results_dir: "str | list[str]") -> dict:
@@ -22,13 +23,40 @@ def startup_overhead(results_dir: "str | list[str]") -> dict:
     if "segment_start_s" not in res or res["segment_start_s"].isna().all():
         raise ValueError(f"results in {results_dir!r} carry no trial start times (not a real sweep?)")
     r = res.dropna(subset=["segment_start_s"]).sort_values("elapsed_s")
-    first = r.groupby(["scheduler", "variant", "seed", "trial_id", "segment_start_s"]).first().reset_index()
+    first = r.groupby(["_store", "scheduler", "variant", "seed", "trial_id", "segment_start_s"]).first().reset_index()
     over = first["elapsed_s"] - first["segment_start_s"] - first["epoch_time"]
     over = over[np.isfinite(over)]
     if over.empty:
         raise ValueError(f"results in {results_dir!r} hold no complete (re)start to measure")
     return {"median_s": float(over.median()), "q25_s": float(over.quantile(0.25)),
             "q75_s": float(over.quantile(0.75)), "n": int(len(over))}
+
+
+def runner_of(results_dir: "str | Path") -> str:
+    """Trial runner of a real sweep's store: provenance.json's 'runner', else config.yaml's; stores
+    written before the 'runner' key existed ran on Syne Tune's LocalBackend ("local")."""
+    import json
+
+    import yaml
+    d = Path(results_dir)
+    if (d / "provenance.json").exists():
+        r = json.loads((d / "provenance.json").read_text()).get("runner")
+        if r:
+            return str(r)
+    cfg = (yaml.safe_load((d / "config.yaml").read_text()) or {}) if (d / "config.yaml").exists() else {}
+    if "runner" in cfg:  # written since the key exists: unset means the default, persistent
+        return str(cfg["runner"] or "persistent")
+    return "local"
+
+
+def startup_by_runner(results_dirs: "str | list[str]") -> dict[str, dict]:
+    """:func:`startup_overhead` per trial runner, the stores of one runner pooled; keys in the order in
+    which the runners first appear among ``results_dirs``."""
+    dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
+    groups: dict[str, list] = {}
+    for d in dirs:
+        groups.setdefault(runner_of(d), []).append(str(d))
+    return {r: startup_overhead(ds) for r, ds in groups.items()}
 
 
 def sweep_epoch_times(results_dir: "str | list[str]") -> pd.DataFrame:

@@ -1,6 +1,8 @@
 """Provenance recorded with every run and results directory."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import platform
 import subprocess
 from importlib import metadata
@@ -9,15 +11,35 @@ from pathlib import Path
 PACKAGES = ("ohgw-bench", "syne-tune", "torch", "torchvision", "numpy", "pandas", "scipy", "scikit-learn")
 
 
+@functools.lru_cache(maxsize=1)
 def git_revision() -> str:
+    """HEAD, plus a hash of the package's uncommitted changes when there are any (two different edits
+    of the same commit are different code). Read once per process: the code a process runs is the code
+    it imported."""
     try:
         root = Path(__file__).resolve().parents[1]
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
-        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if rev.returncode == 0 else "unknown"
+        if rev.returncode != 0:
+            return "unknown"
+        diff = subprocess.run(["git", "diff", "HEAD", "--", Path(__file__).resolve().parent.name], cwd=root,
+                              capture_output=True, timeout=10)
+        dirty = f"+dirty.{hashlib.sha256(diff.stdout).hexdigest()[:12]}" if diff.stdout.strip() else ""
+        return rev.stdout.strip() + dirty
     except Exception:
         return "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 over the package's source files and data (relative path and bytes, sorted): the code a
+    result depends on. Unlike the git revision it does not change with commits that leave the package
+    alone (docs, configs, shipped data), and it exists without git. Read once per process."""
+    pkg = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(p for p in pkg.rglob("*") if p.is_file() and p.suffix in (".py", ".json")
+                    and "__pycache__" not in p.parts):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -38,5 +60,6 @@ def device_name(device=None) -> str:
 
 
 def collect(device=None) -> dict:
-    return {"versions": versions(), "git_revision": git_revision(), "device_name": device_name(device),
+    return {"versions": versions(), "git_revision": git_revision(), "code_sha256": code_digest(),
+            "device_name": device_name(device),
             "host": platform.node()}

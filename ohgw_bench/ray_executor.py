@@ -289,7 +289,7 @@ def run_real_replicates_ray(cfg, todo: list, rep_dir: Path, address: str | None 
     """
     from tqdm import tqdm
 
-    from .sweep import write_units
+    from .sweep import check_real_replicate, write_units
     ray = _import_ray()
     if not todo:
         return
@@ -307,7 +307,12 @@ def run_real_replicates_ray(cfg, todo: list, rep_dir: Path, address: str | None 
         pending = {task.remote(cfg_json, s, v, seed, _replicate_fn): (s, v, seed) for s, v, seed in todo}
         bar = tqdm(total=len(todo), desc=f"sweep {cfg.name} (ray)", disable=not progress, file=sys.stderr)
         failures = []
-        for _, res in _completed(ray, pending, failures):
+        for key, res in _completed(ray, pending, failures):
+            try:
+                check_real_replicate(key, res[1])
+            except RuntimeError as e:  # not stored: --resume redoes it
+                failures.append((key, e))
+                continue
             write_units(rep_dir, cfg, [res])
             bar.update(1)
         bar.close()

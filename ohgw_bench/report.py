@@ -34,6 +34,7 @@ FIGURES: dict[str, str] = {
     "d_hypergrad_vs_benefit": "median |∂J/∂log10 lr| of a replicate vs its paired T@τ benefit",
     "e_eta_sensitivity": "reduction of the KM median T@τ vs η_h, with a LOESS fit of the per-pair ratios",
     "f_label_noise": "T@τ reduction per task (speed-up retained under label noise)",
+    "g_frontier": "T@τ reduction vs measured warm-start step length per family (what a one-shot warm start can buy)",
 }
 _NOISE = re.compile(r"[-_]noise\d*$")
 
@@ -105,6 +106,7 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         "d_hypergrad_vs_benefit": _fig_hypergrad(ctx, out),
         "e_eta_sensitivity": _fig_eta(ctx, out),
         "f_label_noise": _fig_label_noise(ctx, out),
+        "g_frontier": _fig_frontier(ctx, out),
     }
 
     summary = _summary(ctx, rdir, cfg, prov, verd, figures)
@@ -486,6 +488,26 @@ def _fig_eta(ctx: _Ctx, out: Path) -> dict:
                  "per η_h (black, n annotated); per-pair ratios and their LOESS where both reached τ")
 
 
+def _fig_frontier(ctx: _Ctx, out: Path) -> dict:
+    """The step-size frontier when the sweep holds warm starts of several sizes (``frontier``)."""
+    from . import frontier
+    if ctx.comparison.empty:
+        ctx.frontier = pd.DataFrame()
+        return {"skipped": "no variant is paired with the baseline"}
+    try:
+        table = frontier.frontier_table(ctx.comparison, ctx.trials)
+    except ValueError as e:   # a hand-made store without x / x′ columns
+        ctx.frontier = pd.DataFrame()
+        return {"skipped": str(e)}
+    sized = table[table["family"].isin(frontier.SIZED_FAMILIES) & np.isfinite(table["param"].to_numpy(float))]
+    if sized.groupby(["scheduler", "family"])["param"].nunique().max() < 2 if len(sized) else True:
+        ctx.frontier = pd.DataFrame()
+        return {"skipped": "no warm-start family at two or more step sizes; no frontier to draw"}
+    ctx.frontier = table
+    frontier.frontier_figure(table, out, name="fig_g_frontier")
+    return {"files": ["fig_g_frontier.png", "fig_g_frontier.pdf"]}
+
+
 def _fig_label_noise(ctx: _Ctx, out: Path) -> dict:
     cmp = ctx.comparison
     tasks = sorted(ctx.results["task"].unique())
@@ -574,6 +596,8 @@ def _summary(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, f
         "criteria": stats.CRITERIA,
         "hyperparameter_kl": _kl_table(ctx),
         "label_noise": ctx.noise.to_dict("records") if not ctx.noise.empty else [],
+        "frontier": ctx.frontier.to_dict("records") if getattr(ctx, "frontier", None) is not None
+        and not ctx.frontier.empty else [],
         "figures": figures,
         "provenance": prov,
     }
@@ -718,6 +742,11 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
         add("Mean |x′ − x| per replicate (median [IQR] over replicates), and KL(x′ of the variant ‖ x′ of "
             "the baseline) over pooled trials (20 bins, ε = 1e-6 smoothing).\n")
         add(_table(["variant"] + list(PSI_KEYS), rows))
+        add("")
+
+    if getattr(ctx, "frontier", None) is not None and not ctx.frontier.empty:
+        from . import frontier
+        add(frontier.markdown_section(ctx.frontier, "fig_g_frontier.png", level=2))
         add("")
 
     if not ctx.noise.empty:

@@ -13,6 +13,7 @@ are ``elapsed_s * n_workers / 3600``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -96,3 +97,20 @@ def load(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, di
     reps = pd.read_parquet(d / "replicates.parquet") if (d / "replicates.parquet").exists() \
         else empty_frame(REPLICATE_COLUMNS)
     return pd.read_parquet(res), reps, cfg
+
+
+def replicate_fingerprints(replicates: pd.DataFrame) -> list[str]:
+    """One short hash per replicate of a real store: its key and the wall-clock it took (measured, so
+    practically unique), so a replicate is recognised in any store that holds it, whatever the path."""
+    out = []
+    for r in replicates.itertuples(index=False):
+        text = f"{r.scheduler}/{r.variant}/{int(r.seed)}/{float(r.wall_s)!r}/{int(r.n_results)}"
+        out.append(hashlib.sha256(text.encode()).hexdigest()[:16])
+    return sorted(out)
+
+
+def store_record(results_dir: str | os.PathLike) -> dict:
+    """What identifies a results store: its path as given, its sweep name and its replicates' fingerprints."""
+    _, reps, cfg = load(results_dir)
+    return {"path": str(results_dir), "name": cfg.get("name"), "n_replicates": int(len(reps)),
+            "replicates": replicate_fingerprints(reps)}

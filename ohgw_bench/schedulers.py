@@ -105,15 +105,43 @@ def _warm_start_class(base: type) -> type:
     return WarmStarted
 
 
+def xprime_from_result(trial_id, result: dict) -> dict:
+    """ψ′ from a warm-started real trial's first result (the trainer reports ``xp_*`` with every result)."""
+    missing = [f"xp_{k}" for k in PSI_KEYS if f"xp_{k}" not in result]
+    if missing:
+        raise ValueError(f"trial {trial_id}'s first result lacks {missing[0]!r}: the scheduler cannot learn its "
+                         f"warm-started configuration x′")
+    return {k: float(result[f"xp_{k}"]) for k in PSI_KEYS}
+
+
+def _searcher_records(searcher) -> list[tuple[dict, bool]]:
+    """The searcher's per-trial config records (trial id -> config) that must say x′, each with whether
+    it must already hold the trial.
+
+    Random searchers keep none unless they exclude duplicates; model-based ones (DyHPO's GP, wrapped
+    in ``_searcher_int``) keep ``config_for_trial`` in their model state, which is their training data.
+    A searcher of any other shape is refused rather than silently left holding x."""
+    inner = getattr(searcher, "_searcher_int", searcher)
+    if hasattr(inner, "state_transformer"):
+        return [(inner.state_transformer.state.config_for_trial, True)]
+    if hasattr(inner, "_config_for_trial_id"):  # filled only once a trial reports, if at all
+        return [] if inner._config_for_trial_id is None else [(inner._config_for_trial_id, False)]
+    raise TypeError(f"searcher {type(inner).__name__} keeps configs where the warm start cannot update them")
+
+
 def _pass_on(sched, trial, new_psi: dict) -> None:
-    """Make the scheduler's records of a running trial say x′ (real trials report ψ′ after starting)."""
+    """Make every record of a running trial say x′: the trial's config (shared with the backend, used
+    when it is resumed), the scheduler's record (used for promotions) and the searcher's."""
     tid = str(trial.trial_id)
-    for k in PSI_KEYS:
-        trial.config[k] = new_psi[k]
-    info = getattr(sched, "_active_trials", {}).get(tid)
-    if info is not None:
-        info.config.update({k: new_psi[k] for k in PSI_KEYS})
-    st = getattr(getattr(sched.searcher, "state_transformer", None), "_state", None)
-    cft = getattr(st, "config_for_trial", None)
-    if isinstance(cft, dict) and tid in cft:
-        cft[tid] = dict(cft[tid], **{k: new_psi[k] for k in PSI_KEYS})
+    upd = {k: float(new_psi[k]) for k in PSI_KEYS}
+    info = sched._active_trials.get(tid)
+    if info is None:
+        raise KeyError(f"scheduler {type(sched).__name__} has no record of trial {tid} to update with x′")
+    records = _searcher_records(sched.searcher)
+    trial.config.update(upd)
+    info.config.update(upd)
+    for rec, required in records:
+        if tid in rec:
+            rec[tid] = dict(rec[tid], **upd)
+        elif required:
+            raise KeyError(f"searcher {type(sched.searcher).__name__} has no record of trial {tid} to update with x′")

@@ -48,6 +48,11 @@ class SurrogateOracle:
     def __init__(self, sur: Surrogate, rng: np.random.Generator):
         self.sur, self.rng = sur, rng
 
+    @property
+    def surrogate(self) -> Surrogate:
+        """The response surface, for the oracle warm starts (real trials have none)."""
+        return self.sur
+
     def __call__(self, psi: dict, n_batches: int) -> HGSample:
         g = self.sur.hypergrad(psi, n_batches, self.rng)
         return HGSample(g, seconds=self.sur.hg_batch_seconds * n_batches)
@@ -196,9 +201,12 @@ _SUR_CACHE: dict = {}
 
 
 def _load(path: str) -> Surrogate:
-    if path not in _SUR_CACHE:
-        _SUR_CACHE[path] = Surrogate.load(path)
-    return _SUR_CACHE[path]
+    # keyed on surrogate.json's text too (it names the npz's checksum): a refit in place is a new artifact
+    key = (path, (Path(path) / "surrogate.json").read_bytes() if (Path(path) / "surrogate.json").exists() else b"")
+    if key not in _SUR_CACHE:
+        _SUR_CACHE.clear()
+        _SUR_CACHE[key] = Surrogate.load(path)
+    return _SUR_CACHE[key]
 
 
 def run_chunk(cfg_json: dict, chunk: list[tuple[str, str, int]]):
@@ -208,7 +216,7 @@ def run_chunk(cfg_json: dict, chunk: list[tuple[str, str, int]]):
     from .config import SweepConfig
     logging.disable(logging.WARNING)  # Syne Tune warns on every legacy scheduler it builds
     cfg = SweepConfig(**cfg_json)
-    sur = _load(cfg.surrogate)
+    sur = _load(cfg.surrogate).for_runner(cfg.runner)  # start-up overhead of the configured trial runner
     out = []
     for scheduler, variant, seed in chunk:
         df, meta = run_one(sur, cfg, scheduler, variant, seed)
@@ -224,7 +232,7 @@ def run_surrogate_replicates(cfg, todo: list, rep_dir: Path, progress: bool = Tr
                              address: str | None = None, workers: int | None = None, chunk_size: int = 25) -> None:
     """Run replicates in chunks (processes or Ray tasks) and write each chunk as one unit of the store."""
     from .sweep import write_units
-    Surrogate.load(cfg.surrogate)  # fail early on a missing or corrupt artifact
+    Surrogate.load(cfg.surrogate).for_runner(cfg.runner)  # fail early on a missing or corrupt artifact
     cfg_json = cfg.model_dump(mode="json")
     chunks = chunks_of(todo, int(os.environ.get("OHGW_CHUNK", chunk_size)))
     bar = tqdm(total=len(todo), desc=f"sweep {cfg.name} (surrogate)", disable=not progress, file=sys.stderr)
@@ -242,10 +250,20 @@ def run_surrogate_replicates(cfg, todo: list, rep_dir: Path, progress: bool = Tr
                 bar.update(len(res))
         else:
             from concurrent.futures import ProcessPoolExecutor, as_completed
+            failures = []
             with ProcessPoolExecutor(workers) as ex:
-                futs = [ex.submit(run_chunk, cfg_json, ch) for ch in chunks]
+                futs = {ex.submit(run_chunk, cfg_json, ch): ch for ch in chunks}
                 for f in as_completed(futs):
-                    res = f.result()
+                    try:
+                        res = f.result()
+                    except Exception as e:  # the other chunks' results are still written
+                        failures.append((futs[f], e))
+                        continue
                     write_units(rep_dir, cfg, res)
                     bar.update(len(res))
+            if failures:
+                ch, e = failures[0]
+                raise (ValueError if isinstance(e, ValueError) else RuntimeError)(f"{len(failures)} of {len(chunks)} chunks failed; the first ran {len(ch)} replicate(s) "
+                              f"from {tuple(ch[0])}: {e} (finished replicates are stored; rerun with --resume to "
+                              f"redo the rest)") from e
     bar.close()

@@ -119,6 +119,15 @@ class GP:
         var = np.clip(1.0 / Kinv_diag[:, None] - self.noise - known, 0.0, None) * self.y_std[None, :] ** 2
         return resid, var
 
+    def predict_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean (m,) at one point x (d,) and its gradient (m, d) with respect to x."""
+        x = np.asarray(x, float)
+        diff = (x[None, :] - self.X) / self.ls ** 2            # (n, d)
+        k = self.amp * np.exp(-0.5 * (((x[None, :] - self.X) / self.ls) ** 2).sum(-1))  # (n,)
+        mean = (k @ self.alpha) * self.y_std + self.y_mean
+        grad = -(self.alpha.T * self.y_std[:, None]) @ (k[:, None] * diff)
+        return mean, grad
+
     def to_arrays(self, prefix: str) -> dict:
         return {f"{prefix}.{k}": np.asarray(getattr(self, k), float) for k in
                 ("X", "alpha", "L", "amp", "ls", "y_mean", "y_std", "noise")}
@@ -156,6 +165,11 @@ class Surrogate:
     hg_logsd_gp: GP              # ψ -> log std over batches (5)
     hg_batch_seconds: float      # real cost of one hyper-gradient batch (all five components)
     meta: dict
+    # sha256 of surrogate.json's content (which names the npz's sha256): identifies the whole artifact
+    checksum: str = ""
+    # whether surrogate.json carried that checksum, so that its scalars and meta were checked on load
+    # (artifacts written before it was recorded load with this False)
+    content_checked: bool = False
 
     # ------------------------------------------------------------ prediction
     def mean_logit_curve(self, U: np.ndarray, return_std: bool = False):
@@ -176,6 +190,62 @@ class Surrogate:
         Seed noise comes on top of this."""
         mu, sd = self.mean_logit_curve(U, return_std=True)
         return mu, np.sqrt(sd ** 2 + self.misfit_var[None, :])
+
+    # ------------------------------------------------------------ oracle warm starts
+    def mean_logit_at(self, U: np.ndarray, epoch: int) -> np.ndarray:
+        """(n,) mean logit(val acc) at ``epoch`` (1-based) for unit-cube points U (n, d). The oracle
+        evaluates many candidates per trial, so the kernel comes from scipy's cdist (several times
+        faster than ``GP.predict``'s broadcast, equal to rounding)."""
+        from scipy.spatial.distance import cdist
+        U = np.atleast_2d(np.asarray(U, float))
+        out = np.full(len(U), float(self.curve_mean[epoch - 1]))
+        for i, g in enumerate(self.curve_gps):
+            k = g.amp * np.exp(-0.5 * cdist(U / g.ls, g.X / g.ls, "sqeuclidean"))
+            out += ((k @ g.alpha)[:, 0] * g.y_std[0] + g.y_mean[0]) * self.basis[i, epoch - 1]
+        return out
+
+    def mean_logit_grad(self, u: np.ndarray, epoch: int) -> tuple[float, np.ndarray]:
+        """Mean logit(val acc) at ``epoch`` for one unit-cube point u and its gradient in u."""
+        val, grad = float(self.curve_mean[epoch - 1]), np.zeros(len(u))
+        for i, g in enumerate(self.curve_gps):
+            m, dm = g.predict_grad(u)
+            val += float(m[0]) * self.basis[i, epoch - 1]
+            grad += dm[0] * self.basis[i, epoch - 1]
+        return val, grad
+
+    def best_in_ball(self, u0: np.ndarray, radius: float, epoch: int, rng: np.random.Generator,
+                     n_dirs: int = 64) -> np.ndarray:
+        """The unit-cube point of highest predicted mean accuracy at ``epoch`` within the ball of
+        ``radius`` around u0, intersected with the cube.
+
+        Candidates: u0 and ``n_dirs`` random directions (from ``rng``, so paired variants draw the same
+        ones) at the full and at half the radius, clipped to the cube (clipping towards a centre inside
+        the cube never lengthens a step, so candidates stay in the ball); then SLSQP with the analytic
+        gradient from the best candidate. The better of the two is returned (logit is monotone in
+        accuracy, so the logit is maximised)."""
+        from scipy.optimize import minimize
+        u0 = np.asarray(u0, float)
+        d = rng.standard_normal((n_dirs, len(u0)))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        cand = np.clip(np.concatenate([u0[None], u0 + radius * d, u0 + 0.5 * radius * d]), 0.0, 1.0)
+        vals = self.mean_logit_at(cand, epoch)
+        best = int(np.argmax(vals))
+        u_best, v_best = cand[best], float(vals[best])
+
+        def neg(u):
+            v, g = self.mean_logit_grad(u, epoch)
+            return -v, -g
+
+        res = minimize(neg, u_best, jac=True, method="SLSQP", bounds=[(0.0, 1.0)] * len(u0),
+                       constraints=[{"type": "ineq", "fun": lambda u: radius ** 2 - ((u - u0) ** 2).sum(),
+                                     "jac": lambda u: -2.0 * (u - u0)}],
+                       options={"maxiter": 30, "ftol": 1e-9})
+        u = np.clip(res.x, 0.0, 1.0)
+        n = float(np.linalg.norm(u - u0))
+        if n > radius:  # SLSQP may end marginally outside its constraint
+            u = np.clip(u0 + (u - u0) * (radius / n), 0.0, 1.0)
+        v = float(self.mean_logit_at(u[None], epoch)[0])
+        return u if v > v_best else u_best
 
     def epoch_log_time(self, U: np.ndarray) -> np.ndarray:
         return self.time_coef[0] + U @ self.time_coef[1:]
@@ -206,6 +276,20 @@ class Surrogate:
         sd = np.exp(self.hg_logsd_gp.predict(U)[0])
         return m + sd * rng.standard_normal((n_batches, len(PSI_KEYS)))
 
+    def for_runner(self, runner: str | None) -> "Surrogate":
+        """This surrogate with the per-(re)start overhead of trial runner ``runner`` ("local" or
+        "persistent"; None keeps ``startup_s``), from ``meta["startup_s_by_runner"]`` (written by
+        ``ohgw-bench fit --overhead-from``). An artifact without that entry holds LocalBackend's only."""
+        if runner is None:
+            return self
+        cal = self.meta.get("startup_s_by_runner") or {"local": self.startup_s}
+        if runner not in cal:
+            raise SurrogateError(f"sweep config key 'runner': the surrogate holds no start-up calibration for "
+                                 f"runner={runner!r} (it has {sorted(cal)}); refit it with `ohgw-bench fit "
+                                 f"--overhead-from` a real sweep of that runner, or set runner to one of those")
+        import dataclasses
+        return dataclasses.replace(self, startup_s=float(cal[runner]))
+
     # ------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
@@ -227,6 +311,8 @@ class Surrogate:
                    "first_epoch_extra": self.first_epoch_extra, "startup_s": self.startup_s,
                    "hg_batch_seconds": self.hg_batch_seconds, "npz_sha256": hashlib.sha256(blob).hexdigest(),
                    "meta": self.meta}
+        scalars["content_sha256"] = content_sha256(scalars)
+        self.checksum, self.content_checked = scalars["content_sha256"], True
         for name, data in (("surrogate.npz", blob), ("surrogate.json", json.dumps(scalars, indent=2,
                                                                                    sort_keys=True).encode())):
             tmp = d / f".{name}.tmp{os.getpid()}"
@@ -252,6 +338,10 @@ class Surrogate:
         if hashlib.sha256(blob).hexdigest() != s.get("npz_sha256"):
             raise SurrogateError(f"surrogate file {str(npz)!r} does not match the checksum in surrogate.json "
                                  f"(corrupt or edited); refit it with `ohgw-bench fit {d}`")
+        content = content_sha256(s)
+        if "content_sha256" in s and s["content_sha256"] != content:
+            raise SurrogateError(f"surrogate file {str(js)!r} does not match its content_sha256 (edited after "
+                                 f"fitting); refit it with `ohgw-bench fit {d}`")
         import io
         with np.load(io.BytesIO(blob)) as z:
             z = {k: z[k] for k in z.files}
@@ -265,7 +355,14 @@ class Surrogate:
                    first_epoch_extra=float(s["first_epoch_extra"]), startup_s=float(s["startup_s"]),
                    div_coef=z["div_coef"], hg_mean_gp=GP.from_arrays(z, "hg_mean_gp"),
                    hg_logsd_gp=GP.from_arrays(z, "hg_logsd_gp"), hg_batch_seconds=float(s["hg_batch_seconds"]),
-                   meta=s.get("meta", {}))
+                   meta=s.get("meta", {}), checksum=content, content_checked="content_sha256" in s)
+
+
+def content_sha256(doc: dict) -> str:
+    """sha256 of surrogate.json's content without its own checksum, in a canonical form (sorted keys,
+    no whitespace), so that it does not depend on how the file is indented."""
+    body = {k: v for k, v in doc.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- fitting

@@ -12,6 +12,7 @@ atomically *before* each report, because a pause kills the process right after i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -32,6 +33,11 @@ from .warmstart import WarmStart, WarmStartResult
 
 CKPT_NAME = "trial.pt"
 CHANCE = 0.1  # reported validation accuracy of a diverged run (10 classes)
+
+
+class Interrupted(Exception):
+    """Raised by ``Trial.run`` when its ``should_stop`` hook says so: the segment ends at once and the
+    checkpoint on disk stays that of the last reported epoch."""
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -183,15 +189,25 @@ class Trial:
         self.psi = dict(self.ws.psi_after)
         return loss, correct
 
-    def run(self, until_epoch: int, report=None) -> list[dict]:
-        """Train up to ``until_epoch`` (≤ the task's maximum budget); ``report(dict)`` after every epoch."""
+    def run(self, until_epoch: int, report=None, should_stop=None, commit_lock=None) -> list[dict]:
+        """Train up to ``until_epoch`` (≤ the task's maximum budget); ``report(dict)`` after every epoch.
+
+        ``should_stop()`` (optional) is asked before every step and before an epoch is committed; True
+        raises ``Interrupted``. The commit (checkpoint write, then report) runs under ``commit_lock``
+        (optional), so a caller that sets the stop flag while holding that lock knows that nothing more
+        is written: no checkpoint that could re-create a deleted folder, no report after a pause."""
         if not 1 <= until_epoch <= self.task.max_epochs:
             raise ValueError(f"epochs must lie in [1, {self.task.max_epochs}] for task {self.task.name!r}, "
                              f"but got epochs={until_epoch}")
         rows = []
         milestones = set(self.task.milestones())
         d = self.data
+        start_ts = None
         while self.epoch < until_epoch and not self.diverged:
+            if should_stop is not None and should_stop():
+                raise Interrupted(f"stopped before epoch {self.epoch + 1}")
+            if start_ts is None:
+                start_ts = time.time()  # wall clock of this segment's first step (start-latency measurements)
             sync(self.device)
             t0 = time.perf_counter()
             perm = torch.randperm(len(d.train_y), generator=self.gen, device=self.gen.device).to(self.device)
@@ -207,6 +223,8 @@ class Trial:
             # float() is a host sync); on the CPU syncs are free, so a NaN stops the epoch at once
             per_step = self.device.type != "cuda"
             for s in range(first, 0 if self.diverged else self.steps_per_epoch):
+                if should_stop is not None and should_stop():
+                    raise Interrupted(f"stopped in epoch {self.epoch + 1}")
                 l, c = self._train_step(perm[s * bs:(s + 1) * bs], nat)
                 if per_step:
                     l, c = float(l), int(c)
@@ -232,12 +250,15 @@ class Trial:
             sync(self.device)
             epoch_time = time.perf_counter() - t0
             self.cum_time += epoch_time
-            row.update(epoch_time=epoch_time, train_time=train_time, cum_time=self.cum_time)
+            row.update(epoch_time=epoch_time, train_time=train_time, cum_time=self.cum_time, train_start_ts=start_ts)
             row.update(self.record())
-            rows.append(row)
-            self._save()
-            if report is not None:
-                report(row)
+            with commit_lock if commit_lock is not None else contextlib.nullcontext():
+                if should_stop is not None and should_stop():
+                    raise Interrupted(f"stopped before reporting epoch {self.epoch}")
+                rows.append(row)
+                self._save()
+                if report is not None:
+                    report(row)
         return rows
 
     def record(self) -> dict:
@@ -286,7 +307,11 @@ def _trial_id_from_checkpoint_dir(path: str | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, data_for=None, should_stop=None, commit_lock=None,
+         after_report=None) -> int:
+    """The entry point. A persistent worker (persistent.py) passes ``data_for(task, data_root)`` (its
+    resident data), the ``Trial.run`` hooks ``should_stop``/``commit_lock``, and ``after_report()``
+    (called after each report line is flushed)."""
     args = entry_parser().parse_args(argv)
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
@@ -301,13 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.trial_seed if args.trial_seed is not None else derive_seed(args.replicate_seed, trial_id, "trial")
     from syne_tune import Reporter
     reporter = Reporter()
-    data = task_data(task, args.data_root)
+    data = data_for(task, args.data_root) if data_for is not None else task_data(task, args.data_root)
     trial = Trial(task, psi, seed, data, warm_start=ws, checkpoint_dir=args.st_checkpoint_dir)
 
     def report(row):
         reporter(**_finite(row))
+        if after_report is not None:
+            after_report()
 
-    trial.run(min(args.epochs, task.max_epochs), report)
+    trial.run(min(args.epochs, task.max_epochs), report, should_stop=should_stop, commit_lock=commit_lock)
     return 0
 
 

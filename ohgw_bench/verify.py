@@ -21,7 +21,7 @@ from scipy.stats import ks_2samp, spearmanr
 
 from . import stats
 from .fidelity import TARGETS, _fmt, config_fidelity, fidelity_table, meets, predictive_samples
-from .results import load, write_json_atomic
+from .results import load, store_record, write_json_atomic
 from .space import PSI_KEYS
 from .surrogate import Surrogate, to_unit_array
 
@@ -146,6 +146,11 @@ def ranking_consistency(m_real: pd.DataFrame, m_sim: pd.DataFrame, keys: list[st
     return {"pairs": out, "agrees": all(p["agrees"] for p in out) if out else None}
 
 
+# what the simulated sweep reproduces: stores that differ in any of these cannot be merged
+MERGE_KEYS = ("task", "budget_s", "budget_gpu_hours", "n_workers", "grace_period", "reduction_factor", "max_epochs",
+              "max_trials", "tuner_sleep_time")
+
+
 def load_real(real_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """One or more real results stores of the same task, budget and workers, merged: their
     (scheduler, variant) sets and seeds are united (a replicate present twice is an error)."""
@@ -157,10 +162,13 @@ def load_real(real_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         if cfg is None:
             cfg = dict(c)
         else:
-            for k in ("task", "budget_s", "budget_gpu_hours", "n_workers", "grace_period", "reduction_factor",
-                      "max_epochs"):
+            for k in MERGE_KEYS:
                 if c.get(k) != cfg.get(k):
                     raise ValueError(f"--real {d!r} has {k}={c.get(k)!r}, the first store has {cfg.get(k)!r}")
+            for v, spec in c["variants"].items():
+                if v in cfg["variants"] and cfg["variants"][v] != spec:
+                    raise ValueError(f"--real {d!r} has variants.{v}={spec!r}, the first store has "
+                                     f"{cfg['variants'][v]!r}")
             cfg["schedulers"] = sorted(set(cfg["schedulers"]) | set(c["schedulers"]))
             cfg["variants"] = {**cfg["variants"], **c["variants"]}
         frames.append(r)
@@ -171,59 +179,64 @@ def load_real(real_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return real, rep, cfg
 
 
-def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None = None, sim_seeds: int = 200,
-               sim_seed_start: int = 100_000, heldout_curves: str | None = None, progress: bool = True,
-               seed: int = 0, min_real: int = 10, required: "tuple[str, ...] | None" = REQUIRED) -> dict:
-    """``min_real``: variants with fewer real replicates are reported but enter no check (a median of
-    two replicates says little); ``required``: "scheduler/variant" keys that must have ``min_real``
-    real replicates (those whose scheduler the real sweep ran)."""
-    from .config import SweepConfig
-    from .sweep import run_sweep
-    sdir = Path(surrogate_dir)
-    sur = Surrogate.load(sdir)
-    real_dirs = [real_dir] if isinstance(real_dir, (str, Path)) else list(real_dir)
-    real, real_reps, cfg = load_real(real_dirs)
-    if real.empty:
-        raise ValueError(f"results directories {real_dirs} hold no results")
-    real_dir = ", ".join(map(str, real_dirs))
-    out = Path(out or Path(real_dirs[0]) / "verify")
-    out.mkdir(parents=True, exist_ok=True)
-    res: dict = {"surrogate": str(sdir), "real": str(real_dir), "task": sur.task}
-
-    # ---- config level
+def config_level(sur: Surrogate, sdir: Path, heldout_curves: str | None, seed: int = 0) -> dict | None:
+    """Config-level fidelity: on a separate held-out collection if given; else the cross-validation
+    `ohgw-bench fit` stored in the artifact, but only when surrogate.json's checksum covers it;
+    otherwise recomputed here from the collected curves."""
     curves_all = pd.read_parquet(sdir / "curves.parquet") if (sdir / "curves.parquet").exists() else None
     hgs_all = pd.read_parquet(sdir / "hypergrads.parquet") if (sdir / "hypergrads.parquet").exists() else None
     if heldout_curves:
-        hc = pd.read_parquet(heldout_curves)
-        res["config_level"] = config_fidelity(sur, hc, None, seed=seed)
-        res["config_level"]["source"] = f"separate held-out collection {heldout_curves} (shipped surrogate)"
-    elif "fidelity_heldout" in sur.meta:
-        # `ohgw-bench fit` cross-validated the artifact's own fitting procedure (its data, rank and time
-        # model) when it wrote it: reported, not recomputed
-        res["config_level"] = dict(sur.meta["fidelity_heldout"])
-        res["config_level"]["source"] = (f"{sur.meta['fidelity_heldout']['scheme']} run by `ohgw-bench fit` (each "
-                                         "configuration scored by a refit that never saw it; the shipped surrogate saw all)")
-    elif curves_all is not None:  # an artifact written without `ohgw-bench fit`
+        cl = config_fidelity(sur, pd.read_parquet(heldout_curves), None, seed=seed)
+        cl["source"] = f"separate held-out collection {heldout_curves} (shipped surrogate)"
+    elif "fidelity_heldout" in sur.meta and sur.content_checked:
+        cl = dict(sur.meta["fidelity_heldout"])
+        cl["source"] = (f"{cl['scheme']} run by `ohgw-bench fit` (each configuration scored by a refit that never "
+                        "saw it; the shipped surrogate saw all), covered by the artifact's checksum")
+    elif curves_all is not None:
         from .fidelity import cv_fidelity
-        res["config_level"] = cv_fidelity(curves_all, hgs_all, sur.task, sur.epochs, k=5, seed=seed,
-                                          rank=sur.basis.shape[0], startup_s=sur.startup_s)
-        res["config_level"]["source"] = ("5-fold cross-validation over the collected configurations (each scored by a "
-                                         "refit that never saw it; time model refitted on the collected curves)")
+        cl = cv_fidelity(curves_all, hgs_all, sur.task, sur.epochs, k=5, seed=seed, rank=sur.basis.shape[0],
+                         startup_s=sur.startup_s)
+        why = ("the artifact's stored figures are not covered by its checksum" if "fidelity_heldout" in sur.meta
+               else "the artifact holds none")
+        cl["source"] = ("5-fold cross-validation over the collected configurations, recomputed here because "
+                        f"{why} (each scored by a refit that never saw it; time model refitted on the collected curves)")
+    else:
+        return None
+    return cl
 
-    # ---- HPO level: the same sweep config on the surrogate
-    sim_cfg = dict(cfg)
-    sim_cfg.update(backend="surrogate", surrogate=str(sdir), seeds=f"{sim_seed_start}:{sim_seed_start + sim_seeds}",
-                   out=str(out / "surrogate-sweep"), name=f"{cfg.get('name', 'sweep')}-surrogate")
-    scfg = SweepConfig(**sim_cfg)
-    sim_dir = run_sweep(scfg, resume=True, progress=progress)
-    sim, sim_reps, _ = load(sim_dir)
-    budget = float(scfg.replicate_budget_s)
+
+def store_roles(sur: Surrogate, real_dirs: list) -> dict:
+    """Which real stores calibrated the artifact (its time model and start-up were fitted on them) and
+    which verify it. A ``--real`` store sharing replicates with a calibration store is a calibration
+    store: checking the simulated time against the sweeps it was fitted on is no verification."""
+    cal = sur.meta.get("calibration_stores") if sur.content_checked else None
+    if cal is None and sur.meta.get("time_model_source", "collected curves") == "collected curves":
+        cal = []  # time model from the collection: no real sweep calibrated the artifact
+    known = set() if cal is None else {fp for c in cal for fp in c["replicates"]}
+    real = []
+    for d in real_dirs:
+        rec = store_record(d)
+        shared = len(set(rec["replicates"]) & known)
+        role = "unknown" if cal is None else ("calibration" if shared else "verification")
+        real.append({"path": rec["path"], "name": rec["name"], "n_replicates": rec["n_replicates"], "role": role,
+                     "n_replicates_in_calibration": shared if cal is not None else None})
+    return {"calibration": ([{k: c[k] for k in ("path", "name", "n_replicates")} for c in cal] if cal is not None
+                            else "not recorded by the artifact (its time model came from real sweeps)"),
+            "real": real,
+            "independent": None if cal is None else all(r["role"] == "verification" for r in real)}
+
+
+def hpo_level(real: pd.DataFrame, real_reps: pd.DataFrame, sim: pd.DataFrame, sim_reps: pd.DataFrame, cfg: dict,
+              budget: float, min_real: int, seed: int = 0, out: Path | None = None) -> dict:
+    """The real replicates against the simulated ones of the same sweep config (see module doc). Only
+    (scheduler, variant) pairs with ≥ ``min_real`` real replicates enter the band, ranking and verdict
+    checks; the others are reported."""
     grid = np.linspace(0, budget, 101)
     rc, sc = incumbent_curves(real, grid), incumbent_curves(sim, grid)
-    tau_cfg = (cfg.get("report") or {}).get("tau", "auto")
-    base = (cfg.get("report") or {}).get("baseline", "baseline")
-    tau = float(tau_cfg) if tau_cfg != "auto" else stats.auto_tau(real, base, (cfg.get("report") or {}).get("tau_quantile", 0.25))
-    res["tau"] = tau
+    rep = cfg.get("report") or {}
+    base = rep.get("baseline", "baseline")
+    tau_cfg = rep.get("tau", "auto")
+    tau = float(tau_cfg) if tau_cfg != "auto" else stats.auto_tau(real, base, rep.get("tau_quantile", 0.25))
     rng = np.random.default_rng(seed)
     m_real, rank_real, ver_real = _verdicts(real, real_reps, cfg, tau)
     m_sim, rank_sim, ver_sim = _verdicts(sim, sim_reps, cfg, tau)
@@ -248,34 +261,79 @@ def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None 
             "final_test_acc_median_real": float(fa.median()) if len(fa) else None,
             "final_test_acc_median_sim": float(fb.median()) if len(fb) else None,
             "meets_band": bool(b["band_share"] >= BAND_TARGET), "enough_real": bool(b["n_real"] >= min_real)}
-        _plot_band(out, key, grid, b, rc[key], sc[key])
+        if out is not None:
+            _plot_band(out, key, grid, b, rc[key], sc[key])
     enough = [k for k, v in hpo.items() if v["enough_real"]]
 
     def checked_order(rank):
         return {s: [v for v in vs if f"{s}/{v}" in enough] for s, vs in rank.items()}
-    res["hpo_level"] = {"per_variant": hpo, "min_real": int(min_real), "checked_variants": enough,
-                        "ranking_real": rank_real, "ranking_sim": rank_sim,
-                        "ranking_agrees_strict": checked_order(rank_real) == checked_order(rank_sim),
-                        "ranking_consistency": ranking_consistency(m_real, m_sim, enough, seed=seed),
-                        "verdict_real": ver_real, "verdict_sim": {k: v for k, v in ver_sim.items() if k in ver_real},
-                        "verdict_agrees": all(ver_sim.get(k) == v for k, v in ver_real.items())}
-    # ---- shift
-    res["shift"] = shift_fidelity(sur, real, seed=seed)
-    # ---- overall
+    ver_real_checked = {k: v for k, v in ver_real.items() if k in enough}
+    return {"tau": tau, "per_variant": hpo, "min_real": int(min_real), "checked_variants": enough,
+            "ranking_real": rank_real, "ranking_sim": rank_sim,
+            "ranking_agrees_strict": checked_order(rank_real) == checked_order(rank_sim),
+            "ranking_consistency": ranking_consistency(m_real, m_sim, enough, seed=seed),
+            "verdict_real": ver_real, "verdict_sim": {k: v for k, v in ver_sim.items() if k in ver_real},
+            "verdict_agrees": (all(ver_sim.get(k) == v for k, v in ver_real_checked.items())
+                               if ver_real_checked else None)}
+
+
+def overall_checks(res: dict, required: "tuple[str, ...] | None", min_real: int) -> dict:
     checks = {}
-    cl = res.get("config_level", {})
+    cl = res.get("config_level") or {}
     for k in TARGETS:
         checks[f"config/{k}"] = meets(k, cl.get(k))
+    checks["stores/real_not_calibration"] = res["stores"]["independent"]
+    h = res["hpo_level"]
+    hpo = h["per_variant"]
     ran = {k.split("/", 1)[0] for k in hpo}
     for k in required or ():
         if k.split("/", 1)[0] in ran:
             checks[f"hpo/{k}/n_real>={min_real}"] = bool(hpo.get(k, {}).get("n_real", 0) >= min_real)
-    for k in enough:
+    for k in h["checked_variants"]:
         checks[f"hpo/{k}/band"] = hpo[k]["meets_band"]
-    checks["hpo/ranking_consistent"] = res["hpo_level"]["ranking_consistency"]["agrees"]
-    checks["hpo/verdict_agrees"] = res["hpo_level"]["verdict_agrees"]
-    res["checks"] = checks
-    res["pass"] = all(v is True for v in checks.values())
+    checks["hpo/ranking_consistent"] = h["ranking_consistency"]["agrees"]
+    checks["hpo/verdict_agrees"] = h["verdict_agrees"]
+    return checks
+
+
+def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None = None, sim_seeds: int = 200,
+               sim_seed_start: int = 100_000, heldout_curves: str | None = None, progress: bool = True,
+               seed: int = 0, min_real: int = 10, required: "tuple[str, ...] | None" = REQUIRED) -> dict:
+    """``min_real``: variants with fewer real replicates are reported but enter no check (a median of
+    two replicates says little); ``required``: "scheduler/variant" keys that must have ``min_real``
+    real replicates (those whose scheduler the real sweep ran)."""
+    from .config import SweepConfig
+    from .sweep import run_sweep
+    sdir = Path(surrogate_dir)
+    sur = Surrogate.load(sdir)
+    real_dirs = [real_dir] if isinstance(real_dir, (str, Path)) else list(real_dir)
+    real, real_reps, cfg = load_real(real_dirs)
+    if real.empty:
+        raise ValueError(f"results directories {real_dirs} hold no results")
+    out = Path(out or Path(real_dirs[0]) / "verify")
+    out.mkdir(parents=True, exist_ok=True)
+    res: dict = {"surrogate": str(sdir), "surrogate_checksum": sur.checksum,
+                 "surrogate_checksum_covers_meta": sur.content_checked,
+                 "real": ", ".join(map(str, real_dirs)), "task": sur.task}
+    res["stores"] = store_roles(sur, real_dirs)
+    cl = config_level(sur, sdir, heldout_curves, seed=seed)
+    if cl is not None:
+        res["config_level"] = cl
+
+    # HPO level: the same sweep config on the surrogate. Its store is verify's own cache: simulations
+    # of another surrogate, code revision or config are redone, never reused.
+    sim_cfg = dict(cfg)
+    sim_cfg.update(backend="surrogate", surrogate=str(sdir), seeds=f"{sim_seed_start}:{sim_seed_start + sim_seeds}",
+                   out=str(out / "surrogate-sweep"), name=f"{cfg.get('name', 'sweep')}-surrogate")
+    scfg = SweepConfig(**sim_cfg)
+    sim_dir = run_sweep(scfg, resume=True, progress=progress, on_stale="redo")
+    sim, sim_reps, _ = load(sim_dir)
+    h = hpo_level(real, real_reps, sim, sim_reps, cfg, float(scfg.replicate_budget_s), min_real, seed=seed, out=out)
+    res["tau"] = h.pop("tau")
+    res["hpo_level"] = h
+    res["shift"] = shift_fidelity(sur, real, seed=seed)
+    res["checks"] = overall_checks(res, required, min_real)
+    res["pass"] = all(v is True for v in res["checks"].values())
     write_json_atomic(res, out / "verify.json")
     (out / "verify.md").write_text(_markdown(res))
     return res
@@ -307,6 +365,14 @@ def _plot_band(out: Path, key, grid, b, real, sim) -> None:
 def _markdown(res: dict) -> str:
     L = [f"# Verification of the surrogate `{res['surrogate']}` against real runs `{res['real']}`", "",
          f"Overall: **{'PASS' if res['pass'] else 'FAIL'}** (every figure against its target below).", ""]
+    st = res["stores"]
+    cal = st["calibration"]
+    L += ["## Real stores", "", "Calibration (the artifact's time model and start-up were fitted on these): "
+          + (", ".join(f"`{c['path']}` ({c['n_replicates']} replicates)" for c in cal) or "none"
+             if isinstance(cal, list) else cal) + ".", "",
+          "| --real store | replicates | role | replicates shared with calibration |", "|---|---|---|---|"]
+    L += [f"| `{r['path']}` | {r['n_replicates']} | {r['role']} | {r['n_replicates_in_calibration']} |" for r in st["real"]]
+    L += [""]
     cl = res.get("config_level")
     if cl:
         L += ["## Config level", "", f"Source: {cl.get('source')}; {cl['n_runs']} runs on {cl['n_configs']} configurations "

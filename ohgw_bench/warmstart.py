@@ -1,37 +1,70 @@
-"""The warm-start object: ``none | random | hypergradient(eta, steps, rule)``.
+"""Warm-start rules behind one interface, used identically by real and simulated trials.
 
-One object serves real and simulated trials: it asks a *hyper-gradient oracle* —
-``oracle(psi: dict, n_batches: int) -> HGSample`` — for ∂J/∂ψ. The real oracle runs mini-batches
-inside the trial (hypergrad.RealOracle); the surrogate's samples its learned hyper-gradient model.
+A rule is a function ``(psi, oracle, rng, params) -> (psi_prime, cost_s)``:
+
+- ``psi``: the sampled configuration, a dict over ``space.PSI_KEYS``;
+- ``oracle``: the *hyper-gradient oracle*, ``oracle(psi, n_batches) -> HGSample`` (per-batch rows
+  of ∂J/∂ψ and the seconds they took). The real oracle runs mini-batches inside the trial
+  (hypergrad.RealOracle); the surrogate's samples its learned hyper-gradient model and also offers
+  ``oracle.surrogate`` (the response surface; absent in real trials);
+- ``rng``: a numpy Generator of the trial's own warm-start stream (seed, trial id), so paired
+  variants draw the same numbers;
+- ``params``: the spec's options as a dict;
+- returns ψ′ (a dict over PSI_KEYS, finite) and the seconds the warm start cost (at least what its
+  oracle calls took). ψ′ is clipped to the search space's bounds after the rule, for every rule.
+
 Applied once, before the first rung of a *new* trial; never on resume.
 
-Spec strings (CLI, YAML): ``none``, ``random``, ``random:eta=1e-3``,
-``hypergradient:eta=1e-3,steps=3,rule=raw``, ``hypergradient:rule=normalized,delta=0.05,batches=4``.
+Spec strings (CLI, YAML):
+``none``; ``random:eta=1e-3``; ``hypergradient:eta=1e-3,steps=3,rule=raw``;
+``hypergradient:rule=normalized,delta=0.05,batches=4``; ``placebo:batches=4`` (pays the
+hyper-gradient's oracle calls, keeps ψ); ``oracle:radius=0.1`` and ``oracle-greedy:radius=0.1,epoch=1``
+(surrogate only: best predicted final / epoch-e validation accuracy within a unit-cube ball, zero
+cost); ``random-dir:radius=0.1`` (a random unit-cube direction of that length, zero cost);
+``python:package.module:function[,key=value,...]`` (a user rule; see docs/warm-starts.md).
 """
 from __future__ import annotations
 
+import importlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+import numbers
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
 from . import space
 from .space import PSI_KEYS
 
-KINDS = ("none", "random", "hypergradient")
+KINDS = ("none", "random", "hypergradient", "placebo", "oracle", "oracle-greedy", "random-dir", "python")
 RULES = ("raw", "normalized")
+SURROGATE_ONLY = ("oracle", "oracle-greedy")   # need the surrogate's response surface
 CALIBRATION_DIR = Path(__file__).parent / "calibration"
+
+# options each built-in kind accepts in its spec string, with their types
+_OPTION_TYPES = {"eta": float, "steps": int, "rule": str, "batches": int, "delta": float, "snr": float,
+                 "radius": float, "epoch": int}
+_OPTIONS = {
+    "none": (),
+    "random": ("eta",),
+    "hypergradient": ("eta", "steps", "rule", "batches", "delta", "snr"),
+    "placebo": ("steps", "batches"),
+    "oracle": ("radius",),
+    "oracle-greedy": ("radius", "epoch"),
+    "random-dir": ("radius",),
+}
+_ALIASES = {"ohgw": "hypergradient", "hg": "hypergradient", "baseline": "none"}
 
 
 @dataclass
 class WarmStartResult:
     psi_before: dict
     psi_after: dict
-    hypergrad: dict               # mean raw ∂J/∂ψ of the first step (NaN for none/random)
+    hypergrad: dict               # mean raw ∂J/∂ψ of the first oracle call (NaN when none was made)
     hypergrad_se: dict
-    steps_taken: list = field(default_factory=list)  # per step: the ψ-space step actually applied
+    steps_taken: list = field(default_factory=list)  # the ψ-space moves between oracle queries and ψ′
     cost_seconds: float = 0.0
     flops: float = float("nan")
     n_batches: int = 0
@@ -49,6 +82,7 @@ class WarmStartResult:
 
 
 Oracle = Callable[[dict, int], "object"]
+Rule = Callable[[dict, object, np.random.Generator, Mapping], tuple]
 
 
 def load_calibration(task: str) -> dict:
@@ -59,6 +93,179 @@ def load_calibration(task: str) -> dict:
     return json.loads(p.read_text())
 
 
+# ----------------------------------------------------------------------------- recording oracle
+class _RecordingOracle:
+    """Passes calls to the trial's oracle and records what the warm start spent and saw: the first
+    call's mean and SE, the points queried, seconds, FLOPs and batches. Other attributes (e.g. the
+    surrogate's ``surrogate``) pass through."""
+
+    def __init__(self, inner, spec: str):
+        self._inner, self._spec = inner, spec
+        self.samples: list = []
+        self.queries: list[dict] = []
+
+    def __call__(self, psi: dict, n_batches: int):
+        if self._inner is None:
+            raise ValueError(f"warm start {self._spec!r} needs a hyper-gradient oracle, but the trial gave none")
+        psi = space.check_psi(psi)
+        sample = self._inner(psi, int(n_batches))
+        self.samples.append(sample)
+        self.queries.append(psi)
+        return sample
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(s.seconds for s in self.samples))
+
+
+# ----------------------------------------------------------------------------- built-in rules
+def rule_none(psi, oracle, rng, params):
+    return dict(psi), 0.0
+
+
+def rule_random(psi, oracle, rng, params):
+    """One Gaussian step with per-coordinate σ (ψ units): the energy of a raw hyper-gradient step."""
+    step = rng.normal(0.0, 1.0, len(PSI_KEYS)) * np.asarray(params["sigma"], float)
+    return space.clip_psi({k: psi[k] + s for k, s in zip(PSI_KEYS, step)}), 0.0
+
+
+def rule_hypergradient(psi, oracle, rng, params):
+    """``steps`` steps ψ ← ψ − η·ḡ (raw) or, in unit-cube coordinates, u ← u − δ·sign(ḡ) where
+    |ḡ| ≥ snr·SE (normalized); ψ is clipped after every step."""
+    cur = dict(psi)
+    cost = 0.0
+    for _ in range(params["steps"]):
+        sample = oracle(cur, params["batches"])
+        cost += sample.seconds
+        g, se = sample.mean, sample.se
+        g = np.nan_to_num(g, nan=0.0)  # an unmeasured component (e.g. m excluded) does not move
+        if params["rule"] == "raw":
+            new_arr = space.psi_array(cur) - params["eta"] * g
+            cur = space.clip_psi(dict(zip(PSI_KEYS, new_arr)))
+        else:
+            gate = np.abs(g) >= params["snr"] * np.nan_to_num(se, nan=np.inf)
+            u = space.to_unit(cur) - params["delta"] * np.sign(g) * gate
+            cur = space.clip_psi(space.from_unit(np.clip(u, 0.0, 1.0)))
+    return cur, cost
+
+
+def rule_placebo(psi, oracle, rng, params):
+    """The hyper-gradient warm start's oracle calls and cost, with ψ left as it is."""
+    cost = 0.0
+    for _ in range(params["steps"]):
+        cost += oracle(dict(psi), params["batches"]).seconds
+    return dict(psi), cost
+
+
+def _surrogate_of(oracle, spec: str):
+    sur = getattr(oracle, "surrogate", None)
+    if sur is None:
+        raise ValueError(f"warm start {spec!r} needs the surrogate's response surface, which only simulated "
+                         f"trials have (backend surrogate)")
+    return sur
+
+
+def rule_oracle(psi, oracle, rng, params):
+    """Best predicted validation accuracy (surrogate mean; final epoch, or ``epoch``) within the
+    unit-cube ball of ``radius`` around ψ, clipped to the cube; zero cost."""
+    sur = _surrogate_of(oracle, params["spec"])
+    epoch = params.get("epoch") or sur.epochs
+    if not 1 <= epoch <= sur.epochs:
+        raise ValueError(f"warm start {params['spec']!r}: epoch must lie in [1, {sur.epochs}], but got epoch={epoch}")
+    u = sur.best_in_ball(space.to_unit(psi), params["radius"], epoch, rng)
+    return space.from_unit(u), 0.0
+
+
+def rule_random_dir(psi, oracle, rng, params):
+    """A uniformly random unit-cube direction of length ``radius`` (before clipping); zero cost."""
+    d = rng.standard_normal(len(PSI_KEYS))
+    d /= np.linalg.norm(d)
+    u = np.clip(space.to_unit(psi) + params["radius"] * d, 0.0, 1.0)
+    return space.from_unit(u), 0.0
+
+
+BUILTIN_RULES: dict[str, Rule] = {
+    "none": rule_none, "random": rule_random, "hypergradient": rule_hypergradient, "placebo": rule_placebo,
+    "oracle": rule_oracle, "oracle-greedy": rule_oracle, "random-dir": rule_random_dir,
+}
+
+
+# ----------------------------------------------------------------------------- user rules
+def _plugin_value(val: str):
+    for conv in (int, float):
+        try:
+            return conv(val)
+        except ValueError:
+            pass
+    return val
+
+
+def load_plugin(spec: str, target: str) -> Rule:
+    """``package.module:function`` -> the function; a ValueError naming the spec otherwise."""
+    module, colon, name = target.partition(":")
+    if not colon or not module or not name.isidentifier():
+        raise ValueError(f"warm-start spec {spec!r} must name its rule as python:package.module:function, "
+                         f"but got {target!r}")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"warm-start spec {spec!r}: module {module!r} cannot be imported ({e})") from None
+    except Exception as e:  # noqa: BLE001 - any failure while importing user code is a bad spec
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"warm-start spec {spec!r}: importing module {module!r} failed "
+                         f"({type(e).__name__}: {msg})") from None
+    fn = getattr(mod, name, None)
+    if fn is None:
+        raise ValueError(f"warm-start spec {spec!r}: module {module!r} has no function {name!r}")
+    if not callable(fn):
+        raise ValueError(f"warm-start spec {spec!r}: {module}.{name} is a {type(fn).__name__}, not a function")
+    return fn
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_rule_output(spec: str, out, oracle_seconds: float) -> tuple[dict, float]:
+    """A rule's return value -> (ψ′ clipped to the bounds, cost). Non-finite values, wrong keys, a
+    wrong return type or a cost below what the oracle calls took are errors; finite values outside
+    the bounds are clipped, as every built-in rule's are."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ValueError(f"warm-start spec {spec!r}: the rule must return (psi_prime: dict, cost_s: float), "
+                         f"but returned {type(out).__name__} {_short(out)}")
+    psi_p, cost = out
+    if not isinstance(psi_p, Mapping):
+        raise ValueError(f"warm-start spec {spec!r}: psi_prime must be a dict over {list(PSI_KEYS)}, "
+                         f"but is {type(psi_p).__name__} {_short(psi_p)}")
+    missing = [k for k in PSI_KEYS if k not in psi_p]
+    extra = [k for k in psi_p if k not in PSI_KEYS]
+    if missing or extra:
+        raise ValueError(f"warm-start spec {spec!r}: psi_prime must have exactly the keys {list(PSI_KEYS)}, "
+                         f"but lacks {missing} and has unknown {extra}")
+    for k in PSI_KEYS:
+        v = psi_p[k]
+        if not _is_real(v) or not math.isfinite(float(v)):
+            raise ValueError(f"warm-start spec {spec!r}: psi_prime[{k!r}] must be a finite number, but is {v!r}")
+    if not _is_real(cost) or not math.isfinite(float(cost)) or float(cost) < 0:
+        raise ValueError(f"warm-start spec {spec!r}: cost_s must be a finite number >= 0, but is {cost!r}")
+    cost = float(cost)
+    if cost < oracle_seconds * (1 - 1e-9) - 1e-12:
+        raise ValueError(f"warm-start spec {spec!r}: cost_s={cost!r} is less than the {oracle_seconds!r} s its "
+                         f"oracle calls took")
+    return space.clip_psi(psi_p), cost
+
+
+def _short(x) -> str:
+    s = repr(x)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+# ----------------------------------------------------------------------------- the warm-start object
 @dataclass(frozen=True)
 class WarmStart:
     kind: str = "none"
@@ -69,6 +276,10 @@ class WarmStart:
     delta: float = 0.05       # normalized rule: step in unit-cube coordinates
     snr: float = 2.0          # normalized rule: step only where |mean| >= snr * SE
     sigma: tuple | None = None  # random: per-coordinate σ in ψ units; None -> eta * calibrated E|g|
+    radius: float = 0.1       # oracle, oracle-greedy, random-dir: unit-cube step length
+    epoch: int = 1            # oracle-greedy: the epoch whose predicted accuracy is maximised
+    target: str = ""          # python: "package.module:function"
+    options: tuple = ()       # python: ((key, value string), ...) in spec order
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -85,6 +296,12 @@ class WarmStart:
             raise ValueError(f"rule 'normalized' needs batches >= 2 for its SNR gate, but got batches={self.batches}")
         if self.sigma is not None and len(self.sigma) != len(PSI_KEYS):
             raise ValueError(f"warm-start sigma needs {len(PSI_KEYS)} values ({list(PSI_KEYS)}), got {self.sigma!r}")
+        if not (math.isfinite(self.radius) and self.radius > 0):
+            raise ValueError(f"warm-start radius must be a finite number > 0, but got radius={self.radius!r}")
+        if not (isinstance(self.epoch, int) and self.epoch >= 1):
+            raise ValueError(f"warm-start epoch must be an integer >= 1, but got epoch={self.epoch!r}")
+        if self.kind == "python":
+            load_plugin(self.spec(), self.target)  # a missing module or function fails here, before any run
 
     # ---------------------------------------------------------------- spec strings
     @classmethod
@@ -97,32 +314,68 @@ class WarmStart:
             return cls(**spec)
         spec = str(spec).strip()
         kind, _, rest = spec.partition(":")
-        kind = {"ohgw": "hypergradient", "hg": "hypergradient", "baseline": "none"}.get(kind, kind)
-        types = {f.name: f.type for f in fields(cls)}
+        kind = _ALIASES.get(kind, kind)
+        if kind == "python":
+            return cls._parse_python(spec, rest)
+        if kind not in _OPTIONS:
+            raise ValueError(f"warm-start kind {kind!r} in {spec!r} is not one of {list(KINDS)}")
+        valid = _OPTIONS[kind]
         kw: dict = {}
         for item in filter(None, rest.split(",")):
             key, eq, val = item.partition("=")
-            key = key.strip()
-            if not eq or key not in types or key in ("kind", "sigma"):
-                valid = [k for k in types if k not in ("kind", "sigma")]
-                raise ValueError(f"warm-start option {key!r} in {spec!r} is not known; valid options are {valid}")
+            key, val = key.strip(), val.strip()
+            if not eq or key not in valid:
+                raise ValueError(f"warm-start option {key!r} in {spec!r} is not known; valid options for "
+                                 f"{kind!r} are {list(valid)}")
             try:
-                kw[key] = int(val) if key in ("steps", "batches") else (val if key == "rule" else float(val))
+                kw[key] = _OPTION_TYPES[key](val)
             except ValueError:
                 raise ValueError(f"warm-start option {key}={val!r} in {spec!r} is not a number") from None
         if kind == "hypergradient" and kw.get("rule") == "normalized" and "batches" not in kw:
             kw["batches"] = 4
         return cls(kind=kind, **kw)
 
+    @classmethod
+    def _parse_python(cls, spec: str, rest: str) -> "WarmStart":
+        target, *items = [s.strip() for s in rest.split(",")]
+        opts = []
+        for item in filter(None, items):
+            key, eq, val = item.partition("=")
+            key = key.strip()
+            if not eq or not key.isidentifier():
+                raise ValueError(f"warm-start option {item!r} in {spec!r} must be key=value")
+            if key in dict(opts):
+                raise ValueError(f"warm-start option {key!r} appears twice in {spec!r}")
+            opts.append((key, val.strip()))
+        return cls(kind="python", target=target, options=tuple(opts))
+
     def spec(self) -> str:
         if self.kind == "none":
             return "none"
         if self.kind == "random":
             return f"random:eta={self.eta:g}"
-        s = f"hypergradient:eta={self.eta:g},steps={self.steps},rule={self.rule},batches={self.batches}"
-        if self.rule == "normalized":
-            s += f",delta={self.delta:g},snr={self.snr:g}"
-        return s
+        if self.kind == "hypergradient":
+            s = f"hypergradient:eta={self.eta:g},steps={self.steps},rule={self.rule},batches={self.batches}"
+            if self.rule == "normalized":
+                s += f",delta={self.delta:g},snr={self.snr:g}"
+            return s
+        if self.kind == "placebo":
+            return f"placebo:steps={self.steps},batches={self.batches}"
+        if self.kind in ("oracle", "random-dir"):
+            return f"{self.kind}:radius={self.radius:g}"
+        if self.kind == "oracle-greedy":
+            return f"oracle-greedy:radius={self.radius:g},epoch={self.epoch}"
+        return ",".join([f"python:{self.target}", *(f"{k}={v}" for k, v in self.options)])
+
+    @property
+    def surrogate_only(self) -> bool:
+        return self.kind in SURROGATE_ONLY
+
+    def check_backend(self, backend: str) -> None:
+        """Oracle rules need the surrogate's response surface: a real trial cannot run them."""
+        if backend == "real" and self.surrogate_only:
+            raise ValueError(f"warm start {self.spec()!r} needs the surrogate's response surface and cannot run "
+                             f"in a real trial; use it with backend surrogate")
 
     # ---------------------------------------------------------------- application
     def random_sigma(self, task: str | None) -> np.ndarray:
@@ -133,45 +386,56 @@ class WarmStart:
         cal = load_calibration(task)
         return self.eta * np.array([cal["abs_hypergrad_mean"][k] for k in PSI_KEYS])
 
+    def rule_function(self) -> Rule:
+        if self.kind == "python":
+            return load_plugin(self.spec(), self.target)
+        return BUILTIN_RULES[self.kind]
+
+    def params(self, task: str | None = None) -> dict:
+        """The rule's ``params``: the spec's options (typed for the built-ins)."""
+        if self.kind == "python":
+            return {k: _plugin_value(v) for k, v in self.options}
+        p = {k: getattr(self, k) for k in _OPTIONS[self.kind]}
+        if self.kind == "random":
+            p["sigma"] = self.random_sigma(task)
+        if self.kind == "oracle":
+            p["epoch"] = None  # the surrogate's last epoch
+        if self.kind in SURROGATE_ONLY:
+            p["spec"] = self.spec()
+        return p
+
     def apply(self, psi: dict, oracle: Oracle | None, rng: np.random.Generator,
               task: str | None = None) -> WarmStartResult:
         """Move ψ once (before the first rung). Returns ψ before/after, raw hyper-gradients and cost."""
         psi = space.check_psi(psi)
+        spec = self.spec()
+        rec = _RecordingOracle(oracle, spec)
+        fn = self.rule_function()
+        if self.kind == "python":
+            try:
+                out = fn(dict(psi), rec, rng, self.params(task))
+            except ValueError as e:
+                if spec in str(e):
+                    raise
+                raise ValueError(f"warm-start spec {spec!r}: the rule raised ValueError: "
+                                 f"{str(e).splitlines()[0] if str(e) else ''}") from e
+            except Exception as e:  # noqa: BLE001 - a failing user rule is reported as its spec's error
+                msg = str(e).splitlines()[0] if str(e) else ""
+                raise ValueError(f"warm-start spec {spec!r}: the rule raised {type(e).__name__}: {msg}") from e
+        else:
+            out = fn(dict(psi), rec, rng, self.params(task))
+        new, cost = check_rule_output(spec, out, rec.seconds)
         nan = {k: float("nan") for k in PSI_KEYS}
-        res = WarmStartResult(psi_before=dict(psi), psi_after=dict(psi), hypergrad=dict(nan), hypergrad_se=dict(nan))
-        if self.kind == "none":
-            return res
-        if self.kind == "random":
-            step = rng.normal(0.0, 1.0, len(PSI_KEYS)) * self.random_sigma(task)
-            new = space.clip_psi({k: psi[k] + s for k, s in zip(PSI_KEYS, step)})
-            res.psi_after = new
-            res.steps_taken.append({k: new[k] - psi[k] for k in PSI_KEYS})
-            return res
-        if oracle is None:
-            raise ValueError("warm-start 'hypergradient' needs a hyper-gradient oracle")
-        cur = dict(psi)
-        cost, flops = 0.0, 0.0
-        for i in range(self.steps):
-            sample = oracle(cur, self.batches)
-            g, se = sample.mean, sample.se
-            cost += sample.seconds
-            flops += sample.flops
-            res.n_batches += len(sample.per_batch)
-            if i == 0:
-                res.hypergrad = dict(zip(PSI_KEYS, map(float, g)))
-                res.hypergrad_se = dict(zip(PSI_KEYS, map(float, se)))
-            g = np.nan_to_num(g, nan=0.0)  # an unmeasured component (e.g. m excluded) does not move
-            if self.rule == "raw":
-                new_arr = space.psi_array(cur) - self.eta * g
-                new = space.clip_psi(dict(zip(PSI_KEYS, new_arr)))
-            else:
-                gate = np.abs(g) >= self.snr * np.nan_to_num(se, nan=np.inf)
-                u = space.to_unit(cur) - self.delta * np.sign(g) * gate
-                new = space.clip_psi(space.from_unit(np.clip(u, 0.0, 1.0)))
-            res.steps_taken.append({k: new[k] - cur[k] for k in PSI_KEYS})
-            cur = new
-        res.psi_after = cur
-        res.cost_seconds, res.flops = cost, flops
+        res = WarmStartResult(psi_before=dict(psi), psi_after=new, hypergrad=dict(nan), hypergrad_se=dict(nan),
+                              cost_seconds=cost)
+        if rec.samples:
+            first = rec.samples[0]
+            res.hypergrad = dict(zip(PSI_KEYS, map(float, first.mean)))
+            res.hypergrad_se = dict(zip(PSI_KEYS, map(float, first.se)))
+            res.n_batches = int(sum(len(s.per_batch) for s in rec.samples))
+            res.flops = float(sum(s.flops for s in rec.samples))
+        points = [psi, *rec.queries[1:], new]
+        res.steps_taken = [{k: b[k] - a[k] for k in PSI_KEYS} for a, b in zip(points[:-1], points[1:])]
         return res
 
 
@@ -182,6 +446,7 @@ VARIANTS: dict[str, str] = {
     "ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw",
     "ohgw-3step": "hypergradient:eta=1e-3,steps=3,rule=raw",
     "ohgw-normalized": "hypergradient:rule=normalized,delta=0.05,batches=4",
+    "placebo": "placebo:steps=1,batches=1",
 }
 
 

@@ -250,6 +250,21 @@ def test_failed_real_replicate_leaves_the_others_stored(ray_local, tmp_path):
     assert finished(rep_dir) == set(todo) - {("asha", "ohgw-1step", 1)}
 
 
+def test_real_replicate_whose_trials_all_failed_is_not_stored_on_ray(ray_local, tmp_path):
+    cfg = SweepConfig(name="ray-real-allfail", task=TASK, backend="real", variants={"baseline": "none"},
+                      seeds="0:2", n_workers=1, budget_s=60, out=str(tmp_path / "out"))
+
+    def fake_replicate(cfg, scheduler, variant, seed, workdir):
+        return pd.DataFrame({"trial_id": [0, 1], "epoch": [1, 1], "val_acc": [0.3, 0.2], "elapsed_s": [1.0, 2.0],
+                             "status": ["failed", "failed" if seed == 1 else "stopped"]}), {"wall_s": 1.0}
+
+    todo = replicates(cfg)
+    rep_dir = cfg.out_dir / "replicates"
+    with pytest.raises(RuntimeError, match=r"1 of 2 replicates failed on Ray.*all 2 trials that reported failed"):
+        run_real_replicates_ray(cfg, todo, rep_dir, progress=False, _replicate_fn=fake_replicate)
+    assert finished(rep_dir) == {("asha", "baseline", 0)}
+
+
 def test_syne_tune_rotates_trials_over_the_assigned_gpus_only(monkeypatch, tmp_path):
     from syne_tune.backend import LocalBackend
 

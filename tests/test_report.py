@@ -162,3 +162,23 @@ def test_summary_json_is_strict_json(report):
         raise AssertionError(f"summary.json holds {c}")
 
     json.loads((report[0] / "report" / "summary.json").read_text(), parse_constant=reject)
+
+
+def test_frontier_section_when_a_family_has_two_step_sizes(tmp_path):
+    # Two normalized-rule step sizes: the report draws figure g and writes the frontier section; a
+    # sweep with one step size per family (the fixture above) skips it with a note.
+    finals = {"baseline": FINALS["baseline"], "norm-0.05": FINALS["ohgw-1step"], "norm-0.1": FINALS["ohgw-1step"]}
+    specs = {"baseline": "none", "norm-0.05": "hypergradient:rule=normalized,delta=0.05,batches=4",
+             "norm-0.1": "hypergradient:rule=normalized,delta=0.1,batches=4"}
+    d = write_store(tmp_path / "s", variants=finals, specs=specs)
+    out = make_report(d, show_progress=False, n_boot=100)
+    assert "files" in out["figures"]["g_frontier"], out["figures"]["g_frontier"]
+    assert (d / "report" / "fig_g_frontier.png").exists()
+    md = (d / "report" / "report.md").read_text()
+    assert "## What a one-shot warm start can buy" in md
+    fam = {r["variant"]: r["family"] for r in out["summary"]["frontier"]}
+    assert fam == {"norm-0.05": "hypergradient-normalized", "norm-0.1": "hypergradient-normalized"}
+
+
+def test_no_frontier_with_one_step_size(report):
+    assert "skipped" in report[1]["figures"]["g_frontier"]

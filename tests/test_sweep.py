@@ -153,7 +153,7 @@ def test_real_localbackend_sweep_kill_and_resume(tiny_imagefolder, tmp_path):
     """A real sweep (Syne Tune LocalBackend, real trials) killed after its first replicate and resumed."""
     cfg = dict(name="real-smoke", task="cifar10-smoke", backend="real", schedulers=["asha"], variants=VARIANTS,
                seeds="0:2", n_workers=2, budget_s=45, data_root=str(tiny_imagefolder), out=str(tmp_path / "real"),
-               tuner_sleep_time=0.2)
+               tuner_sleep_time=0.2, runner="local")
     p = tmp_path / "real.yaml"
     p.write_text(yaml.safe_dump(cfg))
     proc = _launch(p)

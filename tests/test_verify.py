@@ -1,6 +1,8 @@
 """verify end to end: a surrogate checked against 'real' replicates that it generated itself must
 agree with itself (band share high, same ranking); plus the band statistic by hand."""
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -22,34 +24,107 @@ def test_band_share_by_hand():
     assert band_share(outside, sim, rng)["band_share"] == 0.0
 
 
-def test_verify_surrogate_against_itself(synthetic_surrogate_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("OHGW_WORKERS", "1")
-    cfg = SweepConfig(name="self", task="cifar10-mini", backend="surrogate", surrogate=str(synthetic_surrogate_dir),
-                      schedulers=["asha"], variants={"baseline": "none",
-                                                     "ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw"},
-                      seeds="0:4", n_workers=2, budget_s=90, out=str(tmp_path / "fake-real"))
-    d = run_sweep(cfg, progress=False)
+VARIANTS3 = {"baseline": "none", "ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw",
+             "ohgw-3step": "hypergradient:eta=1e-3,steps=3,rule=raw"}
+
+
+def _relabel_real(d, drop=()):
+    """Pretend a surrogate store is real (identical generators must agree); ``drop``: (variant, seed)
+    replicates removed, so that a variant has fewer real replicates."""
     c = yaml.safe_load((d / "config.yaml").read_text())
-    c["backend"] = "real"  # pretend: the point is that identical generators must agree
+    c["backend"] = "real"
     (d / "config.yaml").write_text(yaml.safe_dump(c))
-    res = run_verify(str(synthetic_surrogate_dir), [str(d)], out=str(tmp_path / "v"), sim_seeds=30, progress=False,
-                     min_real=4)
-    assert (tmp_path / "v" / "verify.md").exists()
+    for f in ("results.parquet", "replicates.parquet"):
+        t = pd.read_parquet(d / f)
+        keep = ~pd.Series([(v, s) in drop for v, s in zip(t["variant"], t["seed"])], index=t.index)
+        if f == "results.parquet":
+            t["backend"] = "real"
+        t[keep].reset_index(drop=True).to_parquet(d / f)
+
+
+@pytest.fixture(scope="module")
+def fake_real(synthetic_surrogate_dir, tmp_path_factory):
+    """A 'real' store: 4 seeds of asha × 3 variants from the surrogate itself, ohgw-3step with 2 only."""
+    root = tmp_path_factory.mktemp("verify")
+    os.environ["OHGW_WORKERS"] = "1"
+    try:
+        cfg = SweepConfig(name="self", task="cifar10-mini", backend="surrogate", surrogate=str(synthetic_surrogate_dir),
+                          schedulers=["asha"], variants=VARIANTS3, seeds="0:4", n_workers=2, budget_s=90,
+                          out=str(root / "fake-real"))
+        d = run_sweep(cfg, progress=False)
+    finally:
+        os.environ.pop("OHGW_WORKERS")
+    _relabel_real(d, drop={("ohgw-3step", 2), ("ohgw-3step", 3)})
+    return root, d
+
+
+def _verify(sur_dir, real_dirs, root, **kw):
+    # one output directory for every call: the simulated sweep is simulated once and then reused
+    kw = {"sim_seeds": 20, "progress": False, "min_real": 4, **kw}
+    return run_verify(str(sur_dir), [str(d) for d in real_dirs], out=str(root / "v"),
+                      heldout_curves=str(sur_dir / "curves.parquet"), **kw)
+
+
+def test_verify_surrogate_against_itself(synthetic_surrogate_dir, fake_real, monkeypatch):
+    monkeypatch.setenv("OHGW_WORKERS", "1")
+    root, d = fake_real
+    res = _verify(synthetic_surrogate_dir, [d], root)
+    assert (root / "v" / "verify.md").exists()
     assert set(res["hpo_level"]["checked_variants"]) == {"asha/baseline", "asha/ohgw-1step"}
+    assert res["hpo_level"]["per_variant"]["asha/ohgw-3step"]["n_real"] == 2  # reported, not checked
     assert res["checks"]["hpo/asha/baseline/n_real>=4"] is True and "hpo/asha/baseline/band" in res["checks"]
+    assert "hpo/asha/ohgw-3step/band" not in res["checks"]
     assert "hpo/pasha/baseline/n_real>=4" not in res["checks"]  # pasha did not run
     (pair,) = res["hpo_level"]["ranking_consistency"]["pairs"]
     assert pair["paired"] and pair["a"] == "baseline" and pair["b"] == "ohgw-1step"
+    js = json.loads((root / "v" / "verify.json").read_text())
+    for k in ("asha/baseline", "asha/ohgw-1step"):
+        v = js["hpo_level"]["per_variant"][k]
+        assert v["band_share"] >= 0.7 and v["n_real"] == 4 and v["n_sim"] == 20
+    assert js["stores"]["real"][0]["role"] == "verification" and res["checks"]["stores/real_not_calibration"] is True
+    assert res["shift"]["n_results"] > 0
     # too few real replicates: reported, but no band check and the required-n check fails
-    res10 = run_verify(str(synthetic_surrogate_dir), [str(d)], out=str(tmp_path / "v10"), sim_seeds=30,
-                       progress=False, min_real=10)
+    res10 = _verify(synthetic_surrogate_dir, [d], root, min_real=10)
     assert res10["checks"]["hpo/asha/baseline/n_real>=10"] is False and res10["pass"] is False
     assert not any(k.endswith("/band") for k in res10["checks"])
     assert res10["hpo_level"]["ranking_consistency"]["agrees"] is None
-    js = json.loads((tmp_path / "v" / "verify.json").read_text())
-    for v in js["hpo_level"]["per_variant"].values():
-        assert v["band_share"] >= 0.7 and v["n_real"] == 4 and v["n_sim"] == 30
-    assert "config_level" in res and res["shift"]["n_results"] > 0
+
+
+def test_verify_fails_when_the_real_curves_are_shifted(synthetic_surrogate_dir, fake_real, tmp_path, monkeypatch):
+    monkeypatch.setenv("OHGW_WORKERS", "1")
+    root, d = fake_real
+    shifted = tmp_path / "shifted"
+    shutil.copytree(d, shifted)
+    r = pd.read_parquet(shifted / "results.parquet")
+    r["val_acc"] -= 0.08  # real runs that learn worse than the surrogate says
+    r.to_parquet(shifted / "results.parquet")
+    res = _verify(synthetic_surrogate_dir, [shifted], root)
+    for k in ("asha/baseline", "asha/ohgw-1step"):  # the same replicates unshifted lie in the band >= 70 %
+        assert res["hpo_level"]["per_variant"][k]["band_share"] < 0.3 and res["checks"][f"hpo/{k}/band"] is False
+    assert res["pass"] is False
+
+
+def test_verdict_agreement_counts_only_variants_with_enough_real_replicates(synthetic_surrogate_dir, fake_real,
+                                                                            monkeypatch):
+    """ohgw-3step has 2 real replicates (< min_real 4): its verdict is shown but must not decide."""
+    from ohgw_bench import verify
+    monkeypatch.setenv("OHGW_WORKERS", "1")
+    root, d = fake_real
+    orig, seen = verify._verdicts, []
+
+    def real_flips_ohgw3(results, reps, cfg, tau):
+        m, rank, ver = orig(results, reps, cfg, tau)
+        if not seen:  # the first call scores the real replicates
+            ver = {k: (not v if k == "asha/ohgw-3step" else v) for k, v in ver.items()}
+        seen.append(1)
+        return m, rank, ver
+
+    monkeypatch.setattr(verify, "_verdicts", real_flips_ohgw3)
+    res = _verify(synthetic_surrogate_dir, [d], root)
+    h = res["hpo_level"]
+    assert h["verdict_real"]["asha/ohgw-3step"] != h["verdict_sim"]["asha/ohgw-3step"]
+    assert h["verdict_real"]["asha/ohgw-1step"] == h["verdict_sim"]["asha/ohgw-1step"]
+    assert h["verdict_agrees"] is True and res["checks"]["hpo/verdict_agrees"] is True
 
 
 def test_verify_refuses_surrogate_store_as_real(synthetic_surrogate_dir, tmp_path, monkeypatch):
@@ -59,6 +134,93 @@ def test_verify_refuses_surrogate_store_as_real(synthetic_surrogate_dir, tmp_pat
     d = run_sweep(cfg, progress=False)
     with pytest.raises(ValueError, match="verify needs real replicates"):
         run_verify(str(synthetic_surrogate_dir), [str(d)], out=str(tmp_path / "v"), sim_seeds=5, progress=False)
+
+
+# ----------------------------------------------------------------------------- calibration vs verification
+def test_store_roles_flag_the_stores_the_time_model_was_fitted_on(synthetic_surrogate_dir, fake_real, tmp_path):
+    from ohgw_bench.results import store_record
+    from ohgw_bench.surrogate import Surrogate
+    from ohgw_bench.verify import store_roles
+    _, d = fake_real
+    other = tmp_path / "other"
+    shutil.copytree(d, other)
+    reps = pd.read_parquet(other / "replicates.parquet")
+    reps["wall_s"] += 1.0  # other replicates: other measured wall-clock
+    reps.to_parquet(other / "replicates.parquet")
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    sur.meta = dict(sur.meta, time_model_source="5 epochs of real sweep trials", calibration_stores=[store_record(d)])
+    sur.save(tmp_path / "sur")
+    roles = store_roles(Surrogate.load(tmp_path / "sur"), [str(other), str(d)])
+    assert [r["role"] for r in roles["real"]] == ["verification", "calibration"]
+    assert roles["real"][1]["n_replicates_in_calibration"] == 10 and roles["independent"] is False
+    assert store_roles(Surrogate.load(tmp_path / "sur"), [str(other)])["independent"] is True
+    # an artifact whose time model came from real sweeps it does not name: cannot tell
+    js = json.loads((tmp_path / "sur" / "surrogate.json").read_text())
+    del js["meta"]["calibration_stores"], js["content_sha256"]
+    (tmp_path / "sur" / "surrogate.json").write_text(json.dumps(js))
+    roles = store_roles(Surrogate.load(tmp_path / "sur"), [str(other)])
+    assert roles["real"][0]["role"] == "unknown" and roles["independent"] is None
+
+
+def test_config_level_figures_are_not_read_from_an_unchecked_json(synthetic_surrogate_dir, tmp_path):
+    from ohgw_bench.surrogate import Surrogate
+    from ohgw_bench.verify import config_level
+    d = tmp_path / "sur"
+    d.mkdir()
+    for f in ("surrogate.npz", "surrogate.json"):  # the artifact alone: no curves to recompute from
+        shutil.copy(synthetic_surrogate_dir / f, d / f)
+    sur = Surrogate.load(d)
+    sur.meta = dict(sur.meta, fidelity_heldout={"scheme": "5-fold", "final_val_spearman": 0.5, "n_runs": 1,
+                                                "n_configs": 1})
+    sur.save(d)
+    assert config_level(Surrogate.load(d), d, None)["final_val_spearman"] == 0.5  # covered by the checksum
+    js = json.loads((d / "surrogate.json").read_text())
+    del js["content_sha256"]  # as written before the checksum covered surrogate.json
+    js["meta"]["fidelity_heldout"]["final_val_spearman"] = 0.99
+    (d / "surrogate.json").write_text(json.dumps(js))
+    assert config_level(Surrogate.load(d), d, None) is None
+
+
+# ----------------------------------------------------------------------------- merging real stores
+def _store(d, name="a", task="cifar10-mini", budget_s=60, variants=None, seeds=(0,), backend="real", **cfg):
+    d.mkdir(parents=True)
+    variants = variants or {"baseline": "none"}
+    rows = [{"scheduler": "asha", "variant": v, "seed": s, "trial_id": 0, "epoch": 1, "val_acc": 0.3,
+             "elapsed_s": 5.0} for v in variants for s in seeds]
+    pd.DataFrame(rows).to_parquet(d / "results.parquet")
+    pd.DataFrame([{k: r[k] for k in ("scheduler", "variant", "seed")} | {"wall_s": 60.0 + r["seed"], "n_results": 1}
+                  for r in rows]).to_parquet(d / "replicates.parquet")
+    c = {**dict(name=name, task=task, backend=backend, schedulers=["asha"], variants=variants, budget_s=budget_s,
+                n_workers=2, max_trials=None, tuner_sleep_time=0.5), **cfg}
+    (d / "config.yaml").write_text(yaml.safe_dump(c))
+    return str(d)
+
+
+def test_load_real_merges_variants_and_seeds(tmp_path):
+    from ohgw_bench.verify import load_real
+    a = _store(tmp_path / "a", seeds=(0, 1))
+    b = _store(tmp_path / "b", variants={"ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw"}, seeds=(0, 1, 2))
+    c = _store(tmp_path / "c", seeds=(2,))
+    real, reps, cfg = load_real([a, b, c])
+    assert sorted(cfg["variants"]) == ["baseline", "ohgw-1step"] and len(reps) == 6 and len(real) == 6
+    assert sorted(reps[reps.variant == "baseline"]["seed"]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("other,match", [
+    (dict(budget_s=90), r"has budget_s=90, the first store has 60"),
+    (dict(task="cifar10-smoke"), r"has task='cifar10-smoke'"),
+    (dict(tuner_sleep_time=5.0), r"has tuner_sleep_time=5.0"),
+    (dict(variants={"baseline": "random:eta=1e-3"}, seeds=(5,)), r"has variants.baseline='random:eta=1e-3', the first "
+                                                                  r"store has 'none'"),
+    (dict(seeds=(1,)), r"the same \(scheduler, variant, seed\) replicate appears twice"),
+    (dict(backend="surrogate"), r"is a 'surrogate' sweep; verify needs real replicates"),
+])
+def test_load_real_refuses_stores_that_do_not_merge(tmp_path, other, match):
+    from ohgw_bench.verify import load_real
+    a = _store(tmp_path / "a", seeds=(0, 1))
+    b = _store(tmp_path / "b", **{"seeds": (7,), **other})
+    with pytest.raises(ValueError, match=match):
+        load_real([a, b])
 
 
 def _metrics(vals: dict, seeds=None) -> pd.DataFrame:
@@ -84,7 +246,8 @@ def test_ranking_consistency_resolved_and_unresolved():
     r2 = ranking_consistency(noisy, same, keys)
     lo, hi = r2["pairs"][0]["ci95_real"]
     assert not r2["pairs"][0]["resolved_by_real"] and lo < -1 and hi > 1
-    assert r2["agrees"] is (lo <= r2["pairs"][0]["diff_sim_s"] <= hi)
+    assert ranking_consistency(noisy, _metrics({"a": 60 + rng.normal(0, 0.1, 200), "b": 60 + rng.normal(0, 0.1, 200)}),
+                               keys)["agrees"] is True  # a surrogate difference of ~0 lies inside the real CI
     far = _metrics({"a": 0 + rng.normal(0, 1, 200), "b": 100 + rng.normal(0, 1, 200)})
     assert ranking_consistency(noisy, far, keys)["agrees"] is False
     # different seed sets -> unpaired bootstrap

@@ -1,0 +1,1 @@
+"""Example warm-start rules for the ``python:`` spec (see docs/warm-starts.md)."""

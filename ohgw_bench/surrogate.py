@@ -362,6 +362,9 @@ def content_sha256(doc: dict) -> str:
     """sha256 of surrogate.json's content without its own checksum, in a canonical form (sorted keys,
     no whitespace), so that it does not depend on how the file is indented."""
     body = {k: v for k, v in doc.items() if k != "content_sha256"}
+    # through JSON first: the file's text is what is checked, and JSON turns integer keys into strings,
+    # which then sort differently ({2, 10} vs {"10", "2"})
+    body = json.loads(json.dumps(body))
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

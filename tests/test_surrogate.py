@@ -164,3 +164,12 @@ def test_predictive_intervals_cover_held_out_configurations(synthetic_surrogate_
     mu, sd = s.predictive_logit(to_unit_array(last))
     z = (logit(last["val_acc"].to_numpy()) - mu[:, -1]) / np.sqrt(sd[:, -1] ** 2 + s.noise_std[-1] ** 2)
     assert np.mean(np.abs(z) <= 1.645) >= 0.75 and len(z) >= 10
+
+
+def test_saved_artifact_loads_when_meta_has_integer_keys(synthetic_surrogate_dir, tmp_path):
+    """fit stores per-rung figures keyed by epoch (ints); JSON turns them into strings that sort
+    differently, and the checksum must be the one of the file as written."""
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    sur.meta = dict(sur.meta, rung_spearman={1: 0.8, 3: 0.9, 9: 0.95, 27: 0.97})
+    sur.save(tmp_path / "s")
+    assert Surrogate.load(tmp_path / "s").checksum == sur.checksum

@@ -167,6 +167,9 @@ class Surrogate:
     meta: dict
     # sha256 of surrogate.json's content (which names the npz's sha256): identifies the whole artifact
     checksum: str = ""
+    # what simulations depend on: the arrays, the scalars and the per-runner start-up calibration,
+    # not the fidelity figures and provenance in meta (a results store is keyed on this)
+    model_checksum: str = ""
     # whether surrogate.json carried that checksum, so that its scalars and meta were checked on load
     # (artifacts written before it was recorded load with this False)
     content_checked: bool = False
@@ -313,6 +316,7 @@ class Surrogate:
                    "meta": self.meta}
         scalars["content_sha256"] = content_sha256(scalars)
         self.checksum, self.content_checked = scalars["content_sha256"], True
+        self.model_checksum = model_sha256(scalars)
         for name, data in (("surrogate.npz", blob), ("surrogate.json", json.dumps(scalars, indent=2,
                                                                                    sort_keys=True).encode())):
             tmp = d / f".{name}.tmp{os.getpid()}"
@@ -355,7 +359,17 @@ class Surrogate:
                    first_epoch_extra=float(s["first_epoch_extra"]), startup_s=float(s["startup_s"]),
                    div_coef=z["div_coef"], hg_mean_gp=GP.from_arrays(z, "hg_mean_gp"),
                    hg_logsd_gp=GP.from_arrays(z, "hg_logsd_gp"), hg_batch_seconds=float(s["hg_batch_seconds"]),
-                   meta=s.get("meta", {}), checksum=content, content_checked="content_sha256" in s)
+                   meta=s.get("meta", {}), checksum=content, content_checked="content_sha256" in s,
+                   model_checksum=model_sha256(s))
+
+
+def model_sha256(doc: dict) -> str:
+    """sha256 of what a simulation reads from surrogate.json: every scalar (the npz's checksum among
+    them) and ``meta["startup_s_by_runner"]``; the rest of meta (fidelity figures, calibration stores)
+    is left out, so refitting the report of an unchanged model does not invalidate simulations."""
+    body = {k: v for k, v in doc.items() if k not in ("content_sha256", "meta")}
+    body["startup_s_by_runner"] = (doc.get("meta") or {}).get("startup_s_by_runner")
+    return content_sha256(body)
 
 
 def content_sha256(doc: dict) -> str:

@@ -216,7 +216,7 @@ def store_key(cfg: SweepConfig) -> dict:
     key = {"code_sha256": provenance.code_digest(), "surrogate_sha256": None}
     if cfg.backend == "surrogate":
         from .surrogate import Surrogate
-        key["surrogate_sha256"] = Surrogate.load(cfg.surrogate).checksum
+        key["surrogate_sha256"] = Surrogate.load(cfg.surrogate).model_checksum
     return key
 
 

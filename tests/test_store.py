@@ -46,6 +46,16 @@ def test_resume_after_refit_refuses_old_simulations(own_surrogate, tmp_path, one
         run_sweep(cfg, resume=True, progress=False)
 
 
+def test_resume_reuses_simulations_when_only_the_fidelity_report_changed(own_surrogate, tmp_path, one_worker):
+    """Refitting the report of an unchanged model (meta: fidelity figures) keeps simulations valid."""
+    cfg = sur_cfg(own_surrogate, tmp_path / "r", seeds="0:1")
+    run_sweep(cfg, progress=False)
+    sur = Surrogate.load(own_surrogate)
+    sur.meta = dict(sur.meta, fidelity_heldout={"final_val_spearman": 0.5})
+    sur.save(own_surrogate)
+    run_sweep(cfg, resume=True, progress=False)   # no error: same model
+
+
 def test_stale_units_are_redone_where_the_store_is_a_cache(own_surrogate, tmp_path, one_worker, capsys):
     cfg = sur_cfg(own_surrogate, tmp_path / "r", seeds="0:1")
     old = pd.read_parquet(run_sweep(cfg, progress=False) / "results.parquet")
@@ -85,7 +95,7 @@ def test_provenance_is_kept_per_unit(own_surrogate, tmp_path, one_worker, monkey
     run_sweep(sur_cfg(own_surrogate, out, seeds="0:2", schedulers=["asha"]), progress=False)
     (out / "replicates" / "asha__baseline__s1.meta.parquet").unlink()  # as if killed before seed 1 finished
     first = json.loads((out / "replicates" / "asha__baseline__s0.provenance.json").read_text())
-    assert first["surrogate_sha256"] == Surrogate.load(own_surrogate).checksum
+    assert first["surrogate_sha256"] == Surrogate.load(own_surrogate).model_checksum
     # a later invocation on another host adds its own units and leaves the first unit's record alone
     monkeypatch.setattr(provenance, "collect", lambda device=None: {"host": "elsewhere", "versions": {}})
     run_sweep(sur_cfg(own_surrogate, out, seeds="0:2", schedulers=["asha"]), resume=True, progress=False)

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# GPU check of ohgw-bench on the lent H200 machine: one prepared script, <= 8 minutes in all.
+# Every GPU check of ohgw-bench in one prepared script (<= 8 minutes in all), for an offline GPU machine
+# to which only the checkout and one prepared folder are copied (see benchmarks/README.md):
 #
 #   bash benchmarks/device_check.sh --prepare   # HERE, once: build .cache/device/ (data pack + Python deps)
-#   bash benchmarks/device_check.sh             # THERE, through the device tool (see benchmarks/README.md):
-#       run(command="bash benchmarks/device_check.sh", carry=[".cache/device"], timeout_s=540)
+#   bash benchmarks/device_check.sh             # THERE, with .cache/device beside the checkout; OUT=<dir>
 #
-# The device machine has no network and none of this repo's environment: the checkout travels, the
-# ../shared/ beside it does NOT, and a carried .venv would be too large (64 MiB limit) and built for
-# another Python. So:
+# That machine has no network and none of this environment: the data beside this checkout does not
+# travel, and a virtual environment is built for another Python and far too large to copy. So:
 #   * data: the offline CIFAR-10 JPEG copy travels as a byte-exact pack (~20 MB, all JPEG headers are
 #     identical and stored once) in .cache/device/, unpacked there and decoded once into OHGW_CACHE;
 #   * Python: $PY (default .venv/bin/python if it exists there and sees a GPU, else the image's
@@ -15,7 +14,7 @@
 #     (syne-tune, dill, autograd, pydantic, annotated-types, typing-inspection) travel in
 #     .cache/device/site, and pydantic-core (compiled) as a cp312 wheel in .cache/device/wheels.
 #
-# $OUT gets at most 8 files (the tool's limit), none deeper than one folder:
+# $OUT gets 8 files, none deeper than one folder, so that they come back easily:
 #   summary.txt nvidia-smi.txt bench.json bench.log train.log gpu-tests.txt sweep.log artifacts.tar.gz
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +44,7 @@ if [ "${1:-}" = "--prepare" ]; then
     echo "    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d $DEV/wheels pydantic_core==$CORE"
   fi
   du -sh "$DEV"
-  echo "carry [\".cache/device\"] (the working tree plus this must stay under 64 MiB)"
+  echo "copy .cache/device beside the checkout on the GPU machine"
   exit 0
 fi
 
@@ -155,13 +154,13 @@ else
 fi
 
 # 7. both trial runners side by side on the GPU (short: one seed each); its table goes to summary.txt
-#    and its JSON into artifacts.tar.gz ($OUT already holds the tool's 8 files)
+#    and its JSON into artifacts.tar.gz ($OUT already holds its 8 files)
 mkdir -p "$WORK/runner"
 step runner 110 "$PY" benchmarks/bench_runner.py --task cifar10-resnet20 --n-workers 4 --budget-s 30 --seeds 0:1 \
   --tuner-sleep-time 1 --json "$WORK/runner/bench-runner.json" >"$WORK/runner/bench-runner.log" 2>&1
 grep -A6 -- '^real ' "$WORK/runner/bench-runner.log" >>"$SUMMARY" 2>/dev/null
 
-# run directories in one archive (the tool returns <= 8 files, <= 2 folders deep); checkpoints left out
+# run directories in one archive (few files in $OUT); checkpoints left out
 ( cd "$WORK" && tar czf "$OUT/artifacts.tar.gz" --exclude='*.pt' --exclude='*.tmp*' \
     $(ls -d train-r20 sweep runner 2>/dev/null) 2>/dev/null ) || true
 say "done in $(( $(date +%s) - T0 ))s; files: $(ls "$OUT" | tr '\n' ' ')"

@@ -115,9 +115,14 @@ def cmd_fit(args) -> int:
         startup = next(iter(by_runner.values()))["median_s"]
         time_data = sweep_epoch_times(args.overhead_from)
     # 1) fidelity: k-fold cross-validation over configurations (each scored by a fit that never saw it)
-    from .fidelity import cv_fidelity
-    fid = cv_fidelity(curves, hgs, task.name, task.max_epochs, k=args.folds, seed=args.seed, rank=args.rank,
-                      startup_s=startup, time_data=time_data)
+    from .fidelity import cv_parts, pooled_fidelity
+    from .noise_ceiling import noise_ceiling, seed_noise_dependence
+    parts = cv_parts(curves, hgs, task.name, task.max_epochs, k=args.folds, seed=args.seed, rank=args.rank,
+                     startup_s=startup, time_data=time_data)
+    fid = pooled_fidelity(parts, seed=args.seed, k=args.folds)
+    # the same folds' predictions beside what a rerun of each repeated configuration achieves
+    fid["noise_ceiling"] = noise_ceiling(curves, parts, task.milestones(), task.max_epochs, seed=args.seed)
+    fid["seed_noise_vs_psi"] = seed_noise_dependence(curves, task.milestones(), task.max_epochs)
     # 2) the shipped artifact: refit on all data
     sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup,
                         time_data=time_data)

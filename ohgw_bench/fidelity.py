@@ -80,7 +80,19 @@ def format_markdown(fid: dict, title: str) -> str:
     if "hypergrad_component_spearman" in fid:
         lines.append("Hyper-gradient Spearman per component: " + ", ".join(
             f"{k}: {v:.3f}" for k, v in fid["hypergrad_component_spearman"].items()))
+    lines += noise_sections(fid)
     return "\n".join(lines) + "\n"
+
+
+def noise_sections(fid: dict) -> list[str]:
+    """Markdown sections for the noise ceiling and the seed-noise-vs-ψ test, where ``fid`` holds them."""
+    from .noise_ceiling import ceiling_table, dependence_table
+    out = []
+    if "noise_ceiling" in fid:
+        out += ["", "## Surrogate vs a rerun", ""] + ceiling_table(fid["noise_ceiling"])
+    if "seed_noise_vs_psi" in fid:
+        out += ["", "## Does seed noise depend on ψ?", ""] + dependence_table(fid["seed_noise_vs_psi"])
+    return out
 
 
 def cv_fidelity(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, k: int = 5, seed: int = 0,
@@ -88,6 +100,13 @@ def cv_fidelity(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs:
     """k-fold cross-validated fidelity: every configuration is scored once by a surrogate fitted
     (``fit_surrogate(..., **fit_kw)``) without it. Pools the held-out predictions of all folds, so the
     figures rest on every configuration instead of one small held-out split."""
+    return pooled_fidelity(cv_parts(curves, hgs, task_name, epochs, k=k, seed=seed, **fit_kw), seed=seed, k=k)
+
+
+def cv_parts(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, k: int = 5, seed: int = 0,
+             **fit_kw) -> list:
+    """The folds of ``cv_fidelity``: (surrogate fitted without the fold, the fold's curves, its
+    hyper-gradients) per fold, for any figure computed on held-out predictions."""
     from .surrogate import fit_surrogate
     rng = np.random.default_rng(seed)
     ids = np.array(sorted(curves["config_id"].unique()))
@@ -100,7 +119,12 @@ def cv_fidelity(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs:
         sur = fit_surrogate(curves, hgs, task_name, epochs, seed=seed, config_ids=set(ids) - set(f),
                             hg_config_ids=set(hids) - set(hf), **fit_kw)
         parts.append((sur, curves[curves["config_id"].isin(f)], hgs[hgs["hg_config_id"].isin(hf)]))
-    return pooled_fidelity(parts, seed=seed, k=k)
+    return parts
+
+
+def _rungs(E: int) -> list[int]:
+    """Epochs at which the per-rung Spearman is reported (rf-3 rungs within the budget, and the last)."""
+    return sorted({r for r in (1, 3, 9) if r <= E} | {E})
 
 
 def pooled_fidelity(parts, seed: int = 0, k: int | None = None, n_mc: int = 2000) -> dict:
@@ -124,8 +148,8 @@ def pooled_fidelity(parts, seed: int = 0, k: int | None = None, n_mc: int = 2000
         fin = c[c["epoch"] == E]
         g = fin.groupby("config_id")["val_acc"]
         for cid, i in pos.items():
-            rows.append({"config_id": cid, **{f"obs_{r}": piv.loc[cid, r] for r in (1, 3, 9, E)},
-                         **{f"pred_{r}": smp[:, i, r - 1].mean() for r in (1, 3, 9, E)},
+            rows.append({"config_id": cid, **{f"obs_{r}": piv.loc[cid, r] for r in _rungs(E)},
+                         **{f"pred_{r}": smp[:, i, r - 1].mean() for r in _rungs(E)},
                          "obs_var": g.var(ddof=1).get(cid, np.nan), "n_seeds": int(g.count().get(cid, 0)),
                          "pred_noise_var": noise[:, i, E - 1].var()})
         ii = fin["config_id"].map(pos).to_numpy()
@@ -146,7 +170,7 @@ def pooled_fidelity(parts, seed: int = 0, k: int | None = None, n_mc: int = 2000
                  "scheme": f"{k}-fold cross-validation over configurations" if k else "held-out split"}
     out["final_val_spearman"] = float(spearmanr(df[f"obs_{E}"], df[f"pred_{E}"]).statistic)
     out["final_val_r2"] = float(r2_score(df[f"obs_{E}"], df[f"pred_{E}"]))
-    out["rung_spearman"] = {int(r): float(spearmanr(df[f"obs_{r}"], df[f"pred_{r}"]).statistic) for r in (1, 3, 9, E)}
+    out["rung_spearman"] = {int(r): float(spearmanr(df[f"obs_{r}"], df[f"pred_{r}"]).statistic) for r in _rungs(E)}
     rep = df[df["n_seeds"] >= 2]
     out["n_repeated_configs"] = int(len(rep))
     out["seed_std_ratio"] = float(np.sqrt(rep["pred_noise_var"].mean() / rep["obs_var"].mean())) if len(rep) else float("nan")

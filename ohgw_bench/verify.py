@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.stats import ks_2samp, spearmanr
 
 from . import stats
-from .fidelity import TARGETS, _fmt, config_fidelity, fidelity_table, meets, predictive_samples
+from .fidelity import TARGETS, _fmt, config_fidelity, fidelity_table, meets, noise_sections, predictive_samples
 from .results import load, store_record, write_json_atomic
 from .space import PSI_KEYS
 from .surrogate import Surrogate, to_unit_array
@@ -186,16 +186,26 @@ def config_level(sur: Surrogate, sdir: Path, heldout_curves: str | None, seed: i
     curves_all = pd.read_parquet(sdir / "curves.parquet") if (sdir / "curves.parquet").exists() else None
     hgs_all = pd.read_parquet(sdir / "hypergrads.parquet") if (sdir / "hypergrads.parquet").exists() else None
     if heldout_curves:
-        cl = config_fidelity(sur, pd.read_parquet(heldout_curves), None, seed=seed)
+        held = pd.read_parquet(heldout_curves)
+        cl = config_fidelity(sur, held, None, seed=seed)
         cl["source"] = f"separate held-out collection {heldout_curves} (shipped surrogate)"
+        # its repeated-seed configurations, if any, give the rerun ceiling beside the surrogate's figures
+        from .noise_ceiling import noise_ceiling
+        from .tasks import get_task
+        cl["noise_ceiling"] = noise_ceiling(held, [(sur, held, None)], get_task(sur.task).milestones(), sur.epochs,
+                                            seed=seed)
     elif "fidelity_heldout" in sur.meta and sur.content_checked:
         cl = dict(sur.meta["fidelity_heldout"])
         cl["source"] = (f"{cl['scheme']} run by `ohgw-bench fit` (each configuration scored by a refit that never "
                         "saw it; the shipped surrogate saw all), covered by the artifact's checksum")
     elif curves_all is not None:
-        from .fidelity import cv_fidelity
-        cl = cv_fidelity(curves_all, hgs_all, sur.task, sur.epochs, k=5, seed=seed, rank=sur.basis.shape[0],
+        from .fidelity import cv_parts, pooled_fidelity
+        from .noise_ceiling import noise_ceiling
+        from .tasks import get_task
+        parts = cv_parts(curves_all, hgs_all, sur.task, sur.epochs, k=5, seed=seed, rank=sur.basis.shape[0],
                          startup_s=sur.startup_s)
+        cl = pooled_fidelity(parts, seed=seed, k=5)
+        cl["noise_ceiling"] = noise_ceiling(curves_all, parts, get_task(sur.task).milestones(), sur.epochs, seed=seed)
         why = ("the artifact's stored figures are not covered by its checksum" if "fidelity_heldout" in sur.meta
                else "the artifact holds none")
         cl["source"] = ("5-fold cross-validation over the collected configurations, recomputed here because "
@@ -376,7 +386,7 @@ def _markdown(res: dict) -> str:
     cl = res.get("config_level")
     if cl:
         L += ["## Config level", "", f"Source: {cl.get('source')}; {cl['n_runs']} runs on {cl['n_configs']} configurations "
-              f"({cl.get('n_repeated_configs', 0)} with repeated seeds).", ""] + fidelity_table(cl) + [""]
+              f"({cl.get('n_repeated_configs', 0)} with repeated seeds).", ""] + fidelity_table(cl) + noise_sections(cl) + [""]
     h = res["hpo_level"]
     L += ["## HPO level", "", f"τ = {res['tau']:.4f} (val accuracy).", "",
           "| scheduler/variant | n real | n sim | inside 95 % band (target ≥ 0.90) | per-replicate band | "

@@ -109,11 +109,15 @@ def cmd_fit(args) -> int:
     task = get_task(task_name)
     startup, time_data, by_runner = args.startup_s, None, {}
     if args.overhead_from:
-        from .overhead import startup_by_runner, sweep_epoch_times
+        from .overhead import runner_of, startup_by_runner, sweep_epoch_times
         # one start-up calibration per trial runner; startup_s (the default clock) is the first one's
         by_runner = startup_by_runner(args.overhead_from)
         startup = next(iter(by_runner.values()))["median_s"]
-        time_data = sweep_epoch_times(args.overhead_from)
+        # epochs run faster when no other trial process is starting beside them, so the time model is
+        # the default runner's; the other runners get a measured scale on it (below)
+        default_runner = next(iter(by_runner))
+        stores_of = {r: [p for p in args.overhead_from if runner_of(p) == r] for r in by_runner}
+        time_data = sweep_epoch_times(stores_of[default_runner])
     # 1) fidelity: k-fold cross-validation over configurations (each scored by a fit that never saw it)
     from .fidelity import cv_parts, pooled_fidelity
     from .noise_ceiling import noise_ceiling, seed_noise_dependence
@@ -130,6 +134,9 @@ def cmd_fit(args) -> int:
     if by_runner:
         sur.meta["startup_s_by_runner"] = {r: v["median_s"] for r, v in by_runner.items()}
         sur.meta["startup_calibration"] = by_runner
+        sur.meta["epoch_time_scale_by_runner"] = {
+            r: (1.0 if r == default_runner else sur.epoch_time_scale(sweep_epoch_times(stores_of[r])))
+            for r in by_runner}
     if args.overhead_from:  # verify must not check the time model against the sweeps it was fitted on
         from .results import store_record
         sur.meta["calibration_stores"] = [store_record(p) for p in args.overhead_from]

@@ -291,7 +291,19 @@ class Surrogate:
                                  f"runner={runner!r} (it has {sorted(cal)}); refit it with `ohgw-bench fit "
                                  f"--overhead-from` a real sweep of that runner, or set runner to one of those")
         import dataclasses
-        return dataclasses.replace(self, startup_s=float(cal[runner]))
+        scale = (self.meta.get("epoch_time_scale_by_runner") or {}).get(runner, 1.0)
+        coef = np.array(self.time_coef, float)
+        coef[0] += math.log(float(scale))   # log epoch time = c0 + c·ψ: a runner's scale shifts c0
+        return dataclasses.replace(self, startup_s=float(cal[runner]), time_coef=coef)
+
+    def epoch_time_scale(self, epoch_times: pd.DataFrame) -> float:
+        """exp(median residual of log epoch time) of real epochs against this time model, after each
+        trial's first epoch is left out (it carries warm-up): how much faster or slower another
+        runner's epochs are on the same configurations."""
+        t = epoch_times[epoch_times["epoch"] > 1]
+        U = to_unit_array(t)
+        resid = np.log(t["epoch_time"].to_numpy(float)) - self.epoch_log_time(U)
+        return float(np.exp(np.median(resid)))
 
     # ------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
@@ -368,7 +380,8 @@ def model_sha256(doc: dict) -> str:
     them) and ``meta["startup_s_by_runner"]``; the rest of meta (fidelity figures, calibration stores)
     is left out, so refitting the report of an unchanged model does not invalidate simulations."""
     body = {k: v for k, v in doc.items() if k not in ("content_sha256", "meta")}
-    body["startup_s_by_runner"] = (doc.get("meta") or {}).get("startup_s_by_runner")
+    for k in ("startup_s_by_runner", "epoch_time_scale_by_runner"):
+        body[k] = (doc.get("meta") or {}).get(k)
     return content_sha256(body)
 
 

@@ -173,3 +173,28 @@ def test_saved_artifact_loads_when_meta_has_integer_keys(synthetic_surrogate_dir
     sur.meta = dict(sur.meta, rung_spearman={1: 0.8, 3: 0.9, 9: 0.95, 27: 0.97})
     sur.save(tmp_path / "s")
     assert Surrogate.load(tmp_path / "s").checksum == sur.checksum
+
+
+def test_runner_epoch_time_scale_is_measured_and_applied(synthetic_surrogate_dir):
+    """Another runner's epochs, 0.6x the model's on the same configurations, give a scale of 0.6, and
+    for_runner shifts the log time model by exactly that."""
+    import pandas as pd
+
+    from ohgw_bench.space import PSI_KEYS, from_unit
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(200):
+        u = rng.random(5)
+        psi = from_unit(u)
+        for e in (1, 2, 3):
+            t = 0.6 * float(np.exp(sur.epoch_log_time(u[None])[0] + 0.05 * rng.standard_normal()))
+            rows.append({**{f"psi_{k}": psi[k] for k in PSI_KEYS}, "epoch": e, "epoch_time": t})
+    scale = sur.epoch_time_scale(pd.DataFrame(rows))
+    assert scale == pytest.approx(0.6, rel=0.02)
+    sur.meta = dict(sur.meta, startup_s_by_runner={"local": 9.0, "persistent": 0.02},
+                    epoch_time_scale_by_runner={"local": 1.0, "persistent": scale})
+    fast = sur.for_runner("persistent")
+    U = rng.random((4, 5))
+    np.testing.assert_allclose(fast.epoch_log_time(U) - sur.epoch_log_time(U), np.log(scale))
+    assert fast.startup_s == 0.02 and sur.for_runner("local").startup_s == 9.0

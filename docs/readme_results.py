@@ -67,11 +67,53 @@ def _verify(task: str) -> list[str]:
               f"({'/'.join(map(str, n_real))} real replicates each), τ = {_f(v['tau'])}."]
 
 
+def _frontier(summ: dict, rel: Path) -> list[str]:
+    """One line per scheduler: the oracle ceiling, the best rule a user can run, placebo, harm."""
+    import pandas as pd
+
+    from ohgw_bench import frontier
+    t = pd.DataFrame(summ["frontier"])
+    for c in ("reduction", "reduction_ci_low", "reduction_ci_high", "param", "step_median", "p_value"):
+        t[c] = pd.to_numeric(t[c], errors="coerce")
+    lines = [f"- **What a one-shot warm start can buy** ([report]({rel}/report.md), {summ['backend']} backend, "
+             f"τ = {_f(summ['tau'])}):"]
+    for sched in dict.fromkeys(t["scheduler"]):
+        ts = t[t["scheduler"] == sched]
+        n = sorted(set(ts["n"].astype(int)))
+        c = frontier.claim_radius(ts, sched)
+        if math.isfinite(c["radius_point"]):
+            claim = (f"the zero-cost oracle reaches the claimed 20 % at radius {c['radius_point']:g}"
+                     + (f" (CI above 20 % from {c['radius_ci']:g})" if math.isfinite(c["radius_ci"]) else ""))
+        else:
+            claim = (f"no oracle radius reaches the claimed 20 % (best {_pct(c['best_reduction'])} at "
+                     f"radius {c['best_radius']:g})")
+        runnable = ts[ts["family"].isin(("hypergradient-normalized", "hypergradient-raw"))]
+        runnable = runnable[runnable["reduction"].notna()]
+        best = runnable.loc[runnable["reduction"].idxmax()] if len(runnable) else None
+        plac = ts[ts["family"] == "placebo"]
+        parts = [claim]
+        if best is not None:
+            parts.append(f"the best hyper-gradient rule, {best['variant']} (step {best['step_median']:.3g}), "
+                         f"{_pct(best['reduction'])} (CI {_pct(best['reduction_ci_low'])} to "
+                         f"{_pct(best['reduction_ci_high'])}, p = {best['p_value']:.2g})")
+        for _, pr in plac.iterrows():
+            parts.append(f"{pr['variant']} {_pct(pr['reduction'])} (CI {_pct(pr['reduction_ci_low'])} to "
+                         f"{_pct(pr['reduction_ci_high'])})")
+        harm = frontier.harm_onset(ts, sched, "hypergradient-raw")
+        if math.isfinite(harm["param"]):
+            parts.append(f"raw steps harm from η = {harm['param']:g}")
+        lines.append(f"  - {sched} ({'/'.join(map(str, n))} paired seeds per point): " + "; ".join(parts) + ".")
+    return lines
+
+
 def _sweep_reports(task: str) -> list[str]:
     out = []
     for s in sorted((ROOT / "surrogates" / task / "reports").glob("*/summary.json")):
         summ = json.loads(s.read_text())
         rel = s.parent.relative_to(ROOT)
+        if summ.get("frontier"):
+            out += _frontier(summ, rel)
+            continue
         rows = [r for r in summ["tests"]]
         verdict = {(r["scheduler"], r["variant"]): r for r in summ["verdict"] if r["criterion"] == "overall"}
         n = sorted({r["n"] for r in rows})

@@ -99,9 +99,6 @@ def _frontier(summ: dict, rel: Path) -> list[str]:
         for _, pr in plac.iterrows():
             parts.append(f"{pr['variant']} {_pct(pr['reduction'])} (CI {_pct(pr['reduction_ci_low'])} to "
                          f"{_pct(pr['reduction_ci_high'])})")
-        harm = frontier.harm_onset(ts, sched, "hypergradient-raw")
-        if math.isfinite(harm["param"]):
-            parts.append(f"raw steps harm from η = {harm['param']:g}")
         lines.append(f"  - {sched} ({'/'.join(map(str, n))} paired seeds per point): " + "; ".join(parts) + ".")
     return lines
 

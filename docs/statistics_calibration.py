@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from ohgw_bench.results import write_json_atomic
 from ohgw_bench.stat_calibration import SyntheticLaw, run_study
+from ohgw_bench.textfmt import replace_block
 
 DOCS = Path(__file__).resolve().parent
 
@@ -80,10 +81,7 @@ def table(studies: list[dict]) -> str:
 
 def write_table(studies: list[dict], md: Path) -> None:
     """Put the table between the markers of docs/statistics.md (the prose around it is written by hand)."""
-    text = md.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    md.write_text(head + BEGIN + "\n" + table(studies) + "\n" + END + tail)
+    md.write_text(replace_block(md.read_text(), BEGIN, END, table(studies)))
 
 
 def _figures(studies: list[dict], out: Path) -> None:

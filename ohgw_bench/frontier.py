@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import space
 from .space import PSI_KEYS
+from .textfmt import num, pct
 from .warmstart import WarmStart
 
 CLAIM = 0.20   # the method's claimed reduction of median T@τ
@@ -78,8 +79,7 @@ def frontier_table(comparison: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFra
     the test's p-value, the test-accuracy change and n.
 
     Args:
-        comparison: ``stats.compare_to_baseline`` output (``p_value``; ``wilcoxon_p`` is read when a
-            table has no ``p_value``).
+        comparison: ``stats.compare_to_baseline`` output.
         trials: rows with ``scheduler``, ``variant``, ``warm_start``, ``x_*`` and ``xp_*`` (results
             rows or a per-trial table; a ``task`` column is used when present).
     """
@@ -87,7 +87,7 @@ def frontier_table(comparison: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFra
     missing = sorted(need - set(trials.columns))
     if missing:
         raise ValueError(f"frontier: the trial table lacks columns {missing}")
-    need_c = {"scheduler", "variant", "n", "reduction", "reduction_ci_low", "reduction_ci_high", "test_acc_drop"}
+    need_c = {"scheduler", "variant", "n", "reduction", "p_value", "reduction_ci_low", "reduction_ci_high", "test_acc_drop"}
     missing = sorted(need_c - set(comparison.columns))
     if missing:
         raise ValueError(f"frontier: the comparison table lacks columns {missing}")
@@ -99,8 +99,6 @@ def frontier_table(comparison: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFra
                           "step_q25": g["step"].quantile(0.25), "step_q75": g["step"].quantile(0.75),
                           "warm_start": g["warm_start"].first()}).reset_index()
     comp = comparison.copy()
-    if "p_value" not in comp.columns:
-        comp["p_value"] = comp["wilcoxon_p"] if "wilcoxon_p" in comp.columns else np.nan
     if "task" not in comp.columns:
         comp["task"] = ""
     out = comp.merge(steps, on=by, how="left", validate="one_to_one")
@@ -213,14 +211,8 @@ def frontier_figure(table: pd.DataFrame, out_dir: str | Path, name: str = "front
     return paths
 
 
-def _pct(x) -> str:
-    if np.isinf(x):
-        return "+∞" if x > 0 else "−∞"
-    return "—" if not np.isfinite(x) else f"{100 * x:+.1f} %"
-
-
-def _num(x, fmt="{:.3g}") -> str:
-    return "—" if x is None or not np.isfinite(x) else fmt.format(x)
+def _spct(x) -> str:
+    return pct(x, signed=True)
 
 
 def markdown_section(table: pd.DataFrame, figure: str | None = None, level: int = 2) -> str:
@@ -250,7 +242,7 @@ def markdown_section(table: pd.DataFrame, figure: str | None = None, level: int 
                          + (f" (CI lower bound above it from radius {c['radius_ci']:g})" if np.isfinite(c["radius_ci"])
                             else "; no radius has its CI lower bound above it"))
             else:
-                reach = (f"no oracle radius reaches the claimed {CLAIM:.0%}: the best is {_pct(c['best_reduction'])} "
+                reach = (f"no oracle radius reaches the claimed {CLAIM:.0%}: the best is {_spct(c['best_reduction'])} "
                          f"at radius {c['best_radius']:g}")
             lines.append(f"- Claim: {reach}.")
         harms = []
@@ -260,7 +252,7 @@ def markdown_section(table: pd.DataFrame, figure: str | None = None, level: int 
             hm = harm_onset(t, s, fam)
             pn = t.loc[t["family"] == fam, "param_name"].iloc[0]
             harms.append(f"{fam}: none in the grid" if not np.isfinite(hm["param"]) else
-                         f"{fam}: from {pn} = {hm['param']:g} (step {_num(hm['step_median'])}, {_pct(hm['reduction'])})")
+                         f"{fam}: from {pn} = {hm['param']:g} (step {num(hm['step_median'])}, {_spct(hm['reduction'])})")
         if harms:
             lines.append("- Harm (whole CI below 0) begins — " + "; ".join(harms) + ".")
         lines.append("")
@@ -268,8 +260,8 @@ def markdown_section(table: pd.DataFrame, figure: str | None = None, level: int 
         lines.append("|---|---|---|---|---|---|---|---|")
         for _, r in t.iterrows():
             par = f"{r['param_name']} = {r['param']:g}" if r["param_name"] else r["variant"]
-            lines.append(f"| {r['family']} | {par} | {_num(r['step_median'])} | {_num(r['n'], '{:.0f}')} | "
-                         f"{_pct(r['reduction'])} | {_pct(r['reduction_ci_low'])} to {_pct(r['reduction_ci_high'])} | "
-                         f"{_num(r['p_value'], '{:.2g}')} | {_num(100 * r['test_acc_drop'], '{:+.2f}')} |")
+            lines.append(f"| {r['family']} | {par} | {num(r['step_median'])} | {num(r['n'], '{:.0f}')} | "
+                         f"{_spct(r['reduction'])} | {_spct(r['reduction_ci_low'])} to {_spct(r['reduction_ci_high'])} | "
+                         f"{num(r['p_value'], '{:.2g}')} | {num(100 * r['test_acc_drop'], '{:+.2f}')} |")
         lines.append("")
     return "\n".join(lines)

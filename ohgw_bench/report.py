@@ -25,6 +25,7 @@ import yaml
 
 from . import stats
 from .results import load, write_json_atomic, write_parquet_atomic
+from .textfmt import fixed, pct
 from .space import PSI_KEYS
 
 FIGURES: dict[str, str] = {
@@ -83,11 +84,11 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
 
     taus = _taus(results, baseline, rep_cfg, replicates=replicates,
                  budget=None if replicates is not None and "budget_s" in replicates.columns
-                 else _num(cfg.get("budget_s")))
+                 else _as_float(cfg.get("budget_s")))
     out.mkdir(parents=True, exist_ok=True)   # only once the inputs passed every check
     metrics = stats.per_replicate_metrics(
         results, replicates, {t: v["tau"] for t, v in taus.items()},
-        default_budget=_num(cfg.get("budget_s")), n_workers=_num(cfg.get("n_workers")),
+        default_budget=_as_float(cfg.get("budget_s")), n_workers=_as_float(cfg.get("n_workers")),
         show_progress=show_progress)
     order = {v: i for i, v in enumerate(variants)}
     metrics = metrics.sort_values(["task", "scheduler", "variant", "seed"],
@@ -144,7 +145,7 @@ def _read_json(p: Path) -> dict:
         return {"error": f"{p.name} is not valid JSON"}
 
 
-def _num(x) -> float | None:
+def _as_float(x) -> float | None:
     try:
         return float(x) if x is not None else None
     except (TypeError, ValueError):
@@ -199,7 +200,7 @@ def _taus(results: pd.DataFrame, baseline: str, rep_cfg: dict, budget: float | N
     Auto τ pools the baseline replicates of every scheduler on the task, so that all schedulers
     of a task race to the same target.
     """
-    q = _num(rep_cfg.get("tau_quantile"))
+    q = _as_float(rep_cfg.get("tau_quantile"))
     q = stats.DEFAULT_TAU_QUANTILE if q is None else q
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"report.tau_quantile must lie in [0, 1], but got tau_quantile={q!r}")
@@ -215,7 +216,7 @@ def _taus(results: pd.DataFrame, baseline: str, rep_cfg: dict, budget: float | N
                          "source": "auto", "quantile": q,
                          "baseline_final_best": spread._asdict()}
             continue
-        tau = _num(t)
+        tau = _as_float(t)
         if tau is None or not math.isfinite(tau):
             raise ValueError(f"report.tau must be a number or 'auto', but got tau={t!r}")
         if tau > 1.0 and np.nanmax(sub["val_acc"].to_numpy(float)) <= 1.0:
@@ -439,11 +440,11 @@ def _fig_eta(ctx: _Ctx, out: Path) -> dict:
     info = {}
     for v, spec in hgv.items():
         opts = stats.parse_spec(spec)[1]
-        eta = _num(opts.get("eta"))
+        eta = _as_float(opts.get("eta"))
         # The normalised rule steps by delta in the unit cube; η_h does not enter it.
         if eta is None or eta <= 0 or opts.get("rule", "raw") == "normalized":
             continue
-        info[v] = (eta, int(_num(opts.get("steps")) or 1))
+        info[v] = (eta, int(_as_float(opts.get("steps")) or 1))
     pr = stats.paired(ctx.metrics[ctx.metrics["variant"].isin([ctx.baseline, *info])], ctx.baseline,
                       ["t_tau_s", "censored"])
     if pr.empty:
@@ -698,13 +699,13 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
             rows = [[f"`{r.variant}`", r.n, f"{r.n_censored_base} / {r.n_censored_var}",
                      f"{_t(r.t_tau_median_base, scale)} → {_t(r.t_tau_median_var, scale)}",
                      (f"undecidable: {r.undecidable}" if r.undecidable else
-                      _pct(r.reduction) + f" (95 % CI {_pct(r.reduction_ci_low)} to {_pct(r.reduction_ci_high)}), "
+                      pct(r.reduction) + f" (95 % CI {pct(r.reduction_ci_low)} to {pct(r.reduction_ci_high)}), "
                       f"p = {_p(r.p_value)}"),
                      f"{r.n_var_first} / {r.n_base_first} / {r.n_ties}, p = {_p(r.sign_p)}",
                      f"p = {_p(r.logrank_p)}",
-                     f"{_pct(r.test_acc_median_base, 2)} → {_pct(r.test_acc_median_var, 2)} (n={r.n_test_acc})",
-                     f"{_f(r.t_tau_std_base / scale, 2)} → {_f(r.t_tau_std_var / scale, 2)} "
-                     f"(ratio {_f(r.std_ratio, 2)}, {r.n_uncensored_pairs} pairs)"]
+                     f"{pct(r.test_acc_median_base, 2)} → {pct(r.test_acc_median_var, 2)} (n={r.n_test_acc})",
+                     f"{fixed(r.t_tau_std_base / scale, 2)} → {fixed(r.t_tau_std_var / scale, 2)} "
+                     f"(ratio {fixed(r.std_ratio, 2)}, {r.n_uncensored_pairs} pairs)"]
                     for r in c.itertuples()]
             add(_table(["variant", "n pairs", "censored base / var", f"KM median T@τ ({unit}) base → var",
                         "reduction of the KM median (paired bootstrap CI, p)",
@@ -736,7 +737,7 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
                 klr = [x for x in kl if x["variant"] == pv["variant"] and x["key"] == k]
                 if klr:
                     k0 = klr[0]
-                    s += f"; KL {_f(k0['kl'], 3)} (trials {k0['n_trials_var']} vs {k0['n_trials_base']})"
+                    s += f"; KL {fixed(k0['kl'], 3)} (trials {k0['n_trials_var']} vs {k0['n_trials_base']})"
                 cells.append(s)
             rows.append([f"`{pv['variant']}`"] + cells)
         add("Mean |x′ − x| per replicate (median [IQR] over replicates), and KL(x′ of the variant ‖ x′ of "
@@ -752,9 +753,9 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
     if not ctx.noise.empty:
         add("## Speed-up retained under label noise\n")
         rows = [[r.scheduler, f"`{r.variant}`", f"`{r.clean_task}` → `{r.noisy_task}`",
-                 f"{_pct(r.reduction_clean)} (CI {_pct(r.ci_clean[0])} to {_pct(r.ci_clean[1])}, n={r.n_clean})",
-                 f"{_pct(r.reduction_noisy)} (CI {_pct(r.ci_noisy[0])} to {_pct(r.ci_noisy[1])}, n={r.n_noisy})",
-                 _f(r.retained, 2)] for r in ctx.noise.itertuples()]
+                 f"{pct(r.reduction_clean)} (CI {pct(r.ci_clean[0])} to {pct(r.ci_clean[1])}, n={r.n_clean})",
+                 f"{pct(r.reduction_noisy)} (CI {pct(r.ci_noisy[0])} to {pct(r.ci_noisy[1])}, n={r.n_noisy})",
+                 fixed(r.retained, 2)] for r in ctx.noise.itertuples()]
         add(_table(["scheduler", "variant", "clean → noisy task", "T@τ reduction, clean (bootstrap CI)",
                     "T@τ reduction, noisy (bootstrap CI)", "retained (noisy / clean, point estimates)"], rows))
         add("")
@@ -829,20 +830,20 @@ def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, 
 
 def _crit_value(r) -> str:
     if r.criterion == "t_tau_reduction":
-        return "–" if not math.isfinite(r.value) else f"{_pct(r.value)} (p = {_p(r.p)})"
+        return "–" if not math.isfinite(r.value) else f"{pct(r.value)} (p = {_p(r.p)})"
     if r.criterion in ("test_acc_drop",):
-        return f"{_f(r.value * 100, 3)} pp"
+        return f"{fixed(r.value * 100, 3)} pp"
     if r.criterion == "overhead_share":
-        return _pct(r.value, 2)
+        return pct(r.value, 2)
     if r.criterion == "overall":
         return f"{int(r.value)} of {int(r.threshold)}"
-    return _f(r.value, 3)
+    return fixed(r.value, 3)
 
 
 def _crit_thr(r) -> str:
-    return {"t_tau_reduction": f"≥ {_pct(r.threshold)}, p < 0.05",
+    return {"t_tau_reduction": f"≥ {pct(r.threshold)}, p < 0.05",
             "test_acc_drop": f"≤ {r.threshold * 100:g} pp",
-            "overhead_share": f"≤ {_pct(r.threshold)}", "t_tau_std_ratio": f"≤ {r.threshold:g}",
+            "overhead_share": f"≤ {pct(r.threshold)}", "t_tau_std_ratio": f"≤ {r.threshold:g}",
             "overall": "all"}.get(r.criterion, str(r.threshold))
 
 
@@ -852,20 +853,12 @@ def _km(d: dict, scale: float = 1.0, digits: int = 1) -> str:
         return "– (n=0)"
 
     def f(v):
-        return "not reached" if v is not None and math.isinf(v) else _f(None if v is None else v * scale, digits)
+        return "not reached" if v is not None and math.isinf(v) else fixed(None if v is None else v * scale, digits)
     return f"{f(d['median'])} ({f(d['ci_low'])}–{f(d['ci_high'])}) [IQR {f(d['q25'])}–{f(d['q75'])}], n={d['n']}"
 
 
 def _t(x, scale: float) -> str:
-    return "not reached" if x is not None and math.isinf(float(x)) else _f(None if x is None else x / scale, 2)
-
-
-def _f(x, digits: int) -> str:
-    return "–" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
-
-
-def _pct(x, digits: int = 1) -> str:
-    return "–" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.{digits}f} %"
+    return "not reached" if x is not None and math.isinf(float(x)) else fixed(None if x is None else x / scale, 2)
 
 
 def _seed_str(seeds: list[int]) -> str:

@@ -56,10 +56,10 @@ def test_table_families_parameters_and_step_lengths():
     assert t.loc["or-0.1", "reduction_ci_low"] == 0.05 and t.loc["or-0.1", "n"] == 500
 
 
-def test_p_value_falls_back_to_wilcoxon_and_missing_columns_are_named():
+def test_missing_columns_are_named():
     comp, trials = synthetic()
-    t = frontier.frontier_table(comp.drop(columns="p_value").assign(wilcoxon_p=0.2), trials)
-    assert (t["p_value"] == 0.2).all()
+    with pytest.raises(ValueError, match="lacks columns \\['p_value'\\]"):
+        frontier.frontier_table(comp.drop(columns="p_value").assign(wilcoxon_p=0.2), trials)
     with pytest.raises(ValueError, match="lacks columns \\['reduction_ci_low'\\]"):
         frontier.frontier_table(comp.drop(columns="reduction_ci_low"), trials)
     with pytest.raises(ValueError, match="xp_log10_lr"):

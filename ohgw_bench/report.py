@@ -41,14 +41,15 @@ _NOISE = re.compile(r"[-_]noise\d*$")
 
 
 # ---------------------------------------------------------------- entry point
-def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+def make_report(results_dir: str | os.PathLike | list, out_dir: str | os.PathLike | None = None,
                 show_progress: bool = True, n_boot: int = 10000) -> dict:
     """Write report.md, summary.json, metrics.parquet and figures (PNG + PDF) for a results store.
 
     Args:
         results_dir: a directory written by a sweep (results.parquet, replicates.parquet,
-            config.yaml, provenance.json).
-        out_dir: where to write; default ``results_dir/report``.
+            config.yaml, provenance.json), or a list of them over different tasks with the same
+            variants, budget and report settings (exp-1 on clean and noisy labels: figure f).
+        out_dir: where to write; default ``results_dir/report`` (required for several stores).
         show_progress: a tqdm bar over replicates.
         n_boot: bootstrap resamples for the CI of the T@τ reduction.
 
@@ -61,16 +62,17 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         ValueError: not a results directory, a configured variant or the baseline has no results,
             or τ is not a fraction.
     """
-    rdir = Path(results_dir)
-    results, replicates, cfg = load(rdir)
-    cfg = cfg or {}
-    out = Path(out_dir) if out_dir is not None else rdir / "report"
-    prov = _read_json(rdir / "provenance.json")
+    dirs = [Path(d) for d in results_dir] if isinstance(results_dir, (list, tuple)) else [Path(results_dir)]
+    if len(dirs) > 1 and out_dir is None:
+        raise ValueError(f"a report over {len(dirs)} results directories needs an output directory (--out)")
+    results, replicates, cfg, prov = _load_stores(dirs)
+    rdir = ", ".join(map(str, dirs))
+    out = Path(out_dir) if out_dir is not None else dirs[0] / "report"
     rep_cfg = cfg.get("report") or {}
 
     results = stats.fill_keys(results)
     if results.empty:
-        raise ValueError(f"results directory {str(rdir)!r} holds an empty results.parquet")
+        raise ValueError(f"results directory {rdir!r} holds an empty results.parquet")
     variants = _variant_order(results, cfg)
     _check_variants(results, cfg, rdir)
     baseline = _resolve_baseline(results, cfg, variants)
@@ -116,6 +118,41 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     _write_text(out / "report.md", _markdown(ctx, rdir, cfg, prov, verd, figures, summary))
     return {"out_dir": str(out), "report_md": str(out / "report.md"), "summary_json": str(out / "summary.json"),
             "metrics_parquet": str(out / "metrics.parquet"), "figures": figures, "summary": _jsonable(summary)}
+
+
+# Keys that must agree for stores to be reported together: the same arms, budget and τ rule.
+_SHARED_KEYS = ("variants", "budget_s", "n_workers", "report")
+
+
+def _load_stores(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
+    """(results, replicates, config, provenance) of one store, or of several stores over different
+    tasks; their configs must agree on ``_SHARED_KEYS`` (one-line error naming the key otherwise)."""
+    loaded = [load(d) for d in dirs]
+    if len(dirs) == 1:
+        results, replicates, cfg = loaded[0]
+        return results, replicates, cfg or {}, _read_json(dirs[0] / "provenance.json")
+    owner: dict[str, Path] = {}
+    for d, (res, _, _) in zip(dirs, loaded):
+        for t in res["task"].astype(str).unique() if "task" in res.columns else []:
+            if t in owner:
+                raise ValueError(f"task {t!r} is in both {str(owner[t])!r} and {str(d)!r}; stores reported "
+                                 f"together must hold different tasks")
+            owner[t] = d
+    cfgs = [c or {} for _, _, c in loaded]
+    for k in _SHARED_KEYS:
+        for d, c in zip(dirs[1:], cfgs[1:]):
+            if c.get(k) != cfgs[0].get(k):
+                raise ValueError(f"config key {k!r} differs between {str(dirs[0])!r} ({cfgs[0].get(k)!r}) and "
+                                 f"{str(d)!r} ({c.get(k)!r}); stores reported together must share it")
+    cfg = {**cfgs[0], "name": " + ".join(str(c.get("name", d.name)) for d, c in zip(dirs, cfgs)),
+           "task": [c.get("task") for c in cfgs],
+           "schedulers": list(dict.fromkeys(s for c in cfgs for s in c.get("schedulers") or []))}
+    provs = [_read_json(d / "provenance.json") for d in dirs]
+    prov = {**provs[0], "stores": [{"results_dir": str(d), "name": c.get("name"),
+                                    "git_revision": p.get("git_revision")} for d, c, p in zip(dirs, cfgs, provs)]}
+    results = pd.concat([r for r, _, _ in loaded], ignore_index=True)
+    replicates = pd.concat([r for _, r, _ in loaded], ignore_index=True)
+    return results, replicates, cfg, prov
 
 
 class _Ctx:
@@ -168,11 +205,11 @@ def _variant_order(results: pd.DataFrame, cfg: dict) -> list[str]:
         [v for v in present if v not in _config_variants(cfg)]
 
 
-def _check_variants(results: pd.DataFrame, cfg: dict, rdir: Path) -> None:
+def _check_variants(results: pd.DataFrame, cfg: dict, rdir: str) -> None:
     present = sorted(results["variant"].astype(str).unique())
     missing = [v for v in _config_variants(cfg) if v not in present]
     if missing:
-        raise ValueError(f"variants {missing} of config.yaml have no results in {str(rdir)!r}; "
+        raise ValueError(f"variants {missing} of config.yaml have no results in {rdir!r}; "
                          f"variants present: {present}")
 
 
@@ -577,11 +614,11 @@ def _kl_table(ctx: _Ctx) -> list[dict]:
     return rows
 
 
-def _summary(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, figures: dict) -> dict:
+def _summary(ctx: _Ctx, rdir: str, cfg: dict, prov: dict, verd: pd.DataFrame, figures: dict) -> dict:
     taus = ctx.taus
     overall = verd[verd["criterion"] == "overall"]
     return {
-        "results_dir": str(rdir), "name": cfg.get("name", rdir.name),
+        "results_dir": rdir, "name": cfg.get("name", Path(rdir).name),
         "backend": cfg.get("backend") or _first(ctx.results["backend"]) or prov.get("backend"),
         "baseline": ctx.baseline, "variants": ctx.variants,
         "groups": [{"task": g[0], "scheduler": g[1]} for g in ctx.groups],
@@ -645,7 +682,7 @@ def _p(p) -> str:
     return "–" if p is None or not math.isfinite(p) else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
 
 
-def _markdown(ctx: _Ctx, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, figures: dict,
+def _markdown(ctx: _Ctx, rdir: str, cfg: dict, prov: dict, verd: pd.DataFrame, figures: dict,
               summary: dict) -> str:
     L: list[str] = []
     add = L.append

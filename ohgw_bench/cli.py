@@ -70,7 +70,7 @@ def cmd_train(args) -> int:
 
     trial.run(epochs, report)
     import pandas as pd
-    from .results import write_json_atomic, write_parquet_atomic
+    from .store import write_json_atomic, write_parquet_atomic
     write_parquet_atomic(pd.DataFrame(rows), run_dir / "curves.parquet")
     write_json_atomic({"task": task.to_dict(), "psi": psi, "psi_effective": trial.psi, "seed": args.seed,
                        "epochs": epochs, "warm_start": ws.spec(), "device": str(device),

@@ -95,7 +95,7 @@ def cmd_fit(args) -> int:
     import pandas as pd
 
     from .fidelity import format_markdown
-    from .results import write_json_atomic
+    from .store import write_json_atomic
     from .surrogate import fit_surrogate
     from .tasks import get_task
     d = Path(args.directory)
@@ -138,7 +138,7 @@ def cmd_fit(args) -> int:
             r: (1.0 if r == default_runner else sur.epoch_time_scale(sweep_epoch_times(stores_of[r])))
             for r in by_runner}
     if args.overhead_from:  # verify must not check the time model against the sweeps it was fitted on
-        from .results import store_record
+        from .store import store_record
         sur.meta["calibration_stores"] = [store_record(p) for p in args.overhead_from]
     sur.meta["fidelity_scheme"] = fid["scheme"]
     sur.save(d)
@@ -171,7 +171,7 @@ def cmd_calibrate(args) -> int:
 
     import pandas as pd
 
-    from .results import write_json_atomic
+    from .store import write_json_atomic
     from .space import PSI_KEYS
     from .tasks import get_task
     from .warmstart import CALIBRATION_DIR

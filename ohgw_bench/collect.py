@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from . import space
 from .config import CollectConfig, dump
-from .results import write_parquet_atomic
+from .seeding import derive_seed
+from .store import write_parquet_atomic
 from .space import PSI_KEYS
 
 _DATA = {}
@@ -65,7 +66,7 @@ def _task_data(task_name: str, data_root):
 
 def _run_curve(task_name: str, config_id: int, seed: int, psi: dict, data_root) -> list[dict]:
     from .tasks import get_task
-    from .trainer import Trial, derive_seed
+    from .trainer import Trial
     task = get_task(task_name)
     trial = Trial(task, psi, derive_seed(config_id, seed, "collect"), _task_data(task_name, data_root))
     rows = trial.run(task.max_epochs)
@@ -78,7 +79,6 @@ def _run_curve(task_name: str, config_id: int, seed: int, psi: dict, data_root) 
 def _run_hg(task_name: str, config_id: int, psi: dict, n_batches: int, data_root) -> list[dict]:
     from .hgcost import hypergrad_at_init
     from .tasks import get_task
-    from .trainer import derive_seed
     t0 = time.perf_counter()
     g = hypergrad_at_init(get_task(task_name), psi, derive_seed(config_id, "hg"), _task_data(task_name, data_root),
                           n_batches=n_batches)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_path
 from .tasks import Task
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -107,10 +108,8 @@ def load_cifar10(data_root: str | os.PathLike | None = None, download: bool = Fa
         arrays = _decode_imagefolder(root)
     else:
         arrays = _load_torchvision(root, download=download)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)  # atomic: a killed decode never leaves a half-written cache
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a killed decode never leaves a half-written cache
+        np.savez(f, **arrays)
     return arrays
 
 
@@ -176,11 +175,9 @@ def task_data(task: Task, data_root=None, download: bool = False, arrays: dict |
                 cache.unlink(missing_ok=True)
         td = task_data(task, data_root, download, load_cifar10(data_root, download))
         if task.n_train <= 10_000:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".tmp{os.getpid()}")
-            torch.save({k: getattr(td, k) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y",
-                                                    "mean", "std", "n_flipped")}, tmp)
-            os.replace(tmp, cache)
+            with atomic_path(cache) as tmp:
+                torch.save({k: getattr(td, k) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y",
+                                                        "mean", "std", "n_flipped")}, tmp)
         return td
     a = arrays
     rng = np.random.default_rng(task.split_seed)

@@ -8,6 +8,7 @@ from sklearn.metrics import r2_score
 
 from .space import PSI_KEYS
 from .surrogate import Surrogate, sigmoid, to_unit_array
+from .textfmt import fixed_or_na
 
 TARGETS = {
     "final_val_spearman": (">=", 0.95),
@@ -56,9 +57,6 @@ def heldout_split(curves: pd.DataFrame, frac: float = 0.2, seed: int = 0) -> tup
     return train, held
 
 
-def _fmt(x, d: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
-
 
 def fidelity_table(fid: dict) -> list[str]:
     """Markdown lines: every config-level figure next to its target, and Spearman per rung."""
@@ -66,11 +64,11 @@ def fidelity_table(fid: dict) -> list[str]:
     for k, (op, t) in TARGETS.items():
         tgt = f"≥ {t}" if op == ">=" else f"{t[0]}–{t[1]}"
         # 4 decimals: a value just below its target must not print as the target itself
-        lines.append(f"| {k} | {_fmt(fid.get(k), 4)} | {tgt} | {meets(k, fid.get(k))} |")
-    lines.append(f"| epoch_time_mape | {_fmt(fid.get('epoch_time_mape'))} | – | – |")
+        lines.append(f"| {k} | {fixed_or_na(fid.get(k), 4)} | {tgt} | {meets(k, fid.get(k))} |")
+    lines.append(f"| epoch_time_mape | {fixed_or_na(fid.get('epoch_time_mape'))} | – | – |")
     if "hypergrad_cosine_median" in fid:
-        lines.append(f"| hypergrad_cosine_median | {_fmt(fid['hypergrad_cosine_median'])} | – | – |")
-    return lines + ["", "Spearman per rung: " + ", ".join(f"epoch {r}: {_fmt(v)}" for r, v in fid["rung_spearman"].items())]
+        lines.append(f"| hypergrad_cosine_median | {fixed_or_na(fid['hypergrad_cosine_median'])} | – | – |")
+    return lines + ["", "Spearman per rung: " + ", ".join(f"epoch {r}: {fixed_or_na(v)}" for r, v in fid["rung_spearman"].items())]
 
 
 def format_markdown(fid: dict, title: str) -> str:

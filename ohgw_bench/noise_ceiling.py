@@ -37,6 +37,7 @@ from sklearn.metrics import r2_score
 
 from .space import PSI_KEYS
 from .surrogate import fit_noise, logit, sigmoid, to_unit_array
+from .textfmt import fixed_or_na
 
 Z90 = float(norm.ppf(0.95))
 TOP_QUANTILE = 0.75
@@ -237,13 +238,13 @@ def ceiling_table(nc: dict) -> list[str]:
             n = f["surrogate"].get("n") or (f["mean_of_other_seeds"].get("n"))
 
             def trio(key, f=f):
-                return " / ".join(_fmt(f[p].get(key)) for p in ("one_rerun", "mean_of_other_seeds", "surrogate"))
+                return " / ".join(fixed_or_na(f[p].get(key)) for p in ("one_rerun", "mean_of_other_seeds", "surrogate"))
             ci = _at(res.get("surrogate_minus_one_rerun", {}), r)
-            cis = (f"[{_fmt(ci['spearman'][0])}, {_fmt(ci['spearman'][1])}]; [{_fmt(ci['r2'][0])}, {_fmt(ci['r2'][1])}]"
+            cis = (f"[{fixed_or_na(ci['spearman'][0])}, {fixed_or_na(ci['spearman'][1])}]; [{fixed_or_na(ci['r2'][0])}, {fixed_or_na(ci['r2'][1])}]"
                    if ci else "–")
             me = f["surrogate"].get("mean_error")
             L.append(f"| {sub} | {r} | {n} | {trio('spearman')} | {trio('r2')} | {trio('coverage_90')} | "
-                     f"{_fmt(None if me is None else 100 * me, 2)} | {cis} |")
+                     f"{fixed_or_na(None if me is None else 100 * me, 2)} | {cis} |")
     return L
 
 
@@ -251,9 +252,6 @@ def _at(d: dict, rung: int):
     """d[rung], also after a JSON round trip (which turns integer keys into strings)."""
     return d.get(rung, d.get(str(rung), {}))
 
-
-def _fmt(x, d: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
 
 
 # ----------------------------------------------------------------------------- seed noise vs ψ

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import load
+from .store import load
 
 
 def _load_all(results_dirs: "str | list[str]") -> pd.DataFrame:

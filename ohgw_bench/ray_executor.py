@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .atomic import atomic_path
+
 MISSING_RAY = "executor 'ray' needs Ray: pip install 'ohgw-bench[ray]'"
 SURROGATE_FILES = ("surrogate.npz", "surrogate.json")
 
@@ -130,11 +132,9 @@ def _materialize_surrogate(blob: dict, root: str | Path | None = None) -> str:
                 or Path(tempfile.gettempdir()) / "ohgw-bench-surrogates")
     d = root / blob["sha256"][:20]
     if not all((d / f).is_file() and (d / f).read_bytes() == blob[f] for f in SURROGATE_FILES):
-        d.mkdir(parents=True, exist_ok=True)
         for f in SURROGATE_FILES:  # npz first: surrogate.json names its checksum
-            tmp = d / f".{f}.tmp{os.getpid()}"
-            tmp.write_bytes(blob[f])
-            os.replace(tmp, d / f)
+            with atomic_path(d / f) as tmp:
+                tmp.write_bytes(blob[f])
     return str(d)
 
 

@@ -1,6 +1,6 @@
 """The report of one results directory: report.md, summary.json, metrics.parquet and figures.
 
-``make_report(results_dir)`` reads the store written by a sweep (``ohgw_bench.results``),
+``make_report(results_dir)`` reads the store written by a sweep (``ohgw_bench.store``),
 computes per-replicate metrics and paired comparisons (``ohgw_bench.stats``), judges every
 variant against the pre-registered criteria, and writes everything a reader needs to check the
 claim, with n and spread next to every statistic, into ``results_dir/report``.
@@ -24,7 +24,8 @@ import pandas as pd
 import yaml
 
 from . import stats
-from .results import load, write_json_atomic, write_parquet_atomic
+from .atomic import atomic_path
+from .store import load, write_json_atomic, write_parquet_atomic
 from .textfmt import fixed, pct
 from .space import PSI_KEYS
 
@@ -113,7 +114,8 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     summary = _summary(ctx, rdir, cfg, prov, verd, figures)
     write_parquet_atomic(metrics, out / "metrics.parquet")
     write_json_atomic(_jsonable(summary), out / "summary.json")
-    _write_text(out / "report.md", _markdown(ctx, rdir, cfg, prov, verd, figures, summary))
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(_markdown(ctx, rdir, cfg, prov, verd, figures, summary))
     return {"out_dir": str(out), "report_md": str(out / "report.md"), "summary_json": str(out / "summary.json"),
             "metrics_parquet": str(out / "metrics.parquet"), "figures": figures, "summary": _jsonable(summary)}
 
@@ -878,9 +880,3 @@ def _missing_replicates(ctx: _Ctx, cfg: dict) -> list[tuple]:
     have = set(zip(ctx.metrics["scheduler"], ctx.metrics["variant"], ctx.metrics["seed"]))
     scheds = cfg.get("schedulers") or sorted(ctx.metrics["scheduler"].unique())
     return [(s, v, seed) for s in scheds for v in ctx.variants for seed in seeds if (s, v, seed) not in have]
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -30,16 +30,12 @@ from tqdm import tqdm
 
 from . import space
 from .hypergrad import HGSample
+from .seeding import rng_for
 from .space import PSI_KEYS
 from .surrogate import Surrogate
 from .warmstart import WarmStart, from_variant
 
 OBJECTIVES = ["val_acc", "test_acc", "elapsed_time", "epoch_time", "diverged"]
-
-
-def rng_for(*parts) -> np.random.Generator:
-    from .trainer import derive_seed
-    return np.random.default_rng(derive_seed(*parts))
 
 
 class SurrogateOracle:

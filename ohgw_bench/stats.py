@@ -1,6 +1,6 @@
 """Statistics of a sweep: per-replicate metrics, paired tests against the baseline, the verdict.
 
-Pure functions on DataFrames from the results store (``ohgw_bench.results``); no plotting, no I/O.
+Pure functions on DataFrames from the results store (``ohgw_bench.store``); no plotting, no I/O.
 
 Conventions used throughout:
 
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from .config import DEFAULT_TAU_QUANTILE
 from .space import PSI_KEYS
 
 REPLICATE_KEYS: tuple[str, ...] = ("task", "scheduler", "variant", "seed")
@@ -36,9 +37,6 @@ GROUP_KEYS: tuple[str, ...] = ("task", "scheduler")   # a baseline is paired wit
 # 1 − 85/100 or 0.900 − 0.898 miss them by one ulp in floating point; this absorbs that.
 _TOL = 1e-9
 
-# τ = this quantile of the baseline replicates' best val acc within the budget, so that about
-# three in four baseline replicates reach it: enough events for Kaplan–Meier medians and a spread.
-DEFAULT_TAU_QUANTILE = 0.25
 # The seed-spread criterion compares stds over the pairs in which both arms reached τ; below this
 # many such pairs a std ratio is noise and the criterion is undecidable.
 MIN_UNCENSORED_PAIRS = 10

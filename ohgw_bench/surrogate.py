@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import space
+from .atomic import atomic_path
 from .space import PSI_KEYS
 
 SCHEMA_VERSION = 3
@@ -317,7 +318,6 @@ class Surrogate:
         arrays.update(self.hg_mean_gp.to_arrays("hg_mean_gp"))
         arrays.update(self.hg_logsd_gp.to_arrays("hg_logsd_gp"))
         import io
-        import os
         buf = io.BytesIO()
         np.savez_compressed(buf, **{k: np.asarray(v, float) for k, v in sorted(arrays.items())})
         blob = buf.getvalue()
@@ -331,9 +331,8 @@ class Surrogate:
         self.model_checksum = model_sha256(scalars)
         for name, data in (("surrogate.npz", blob), ("surrogate.json", json.dumps(scalars, indent=2,
                                                                                    sort_keys=True).encode())):
-            tmp = d / f".{name}.tmp{os.getpid()}"
-            tmp.write_bytes(data)
-            os.replace(tmp, d / name)
+            with atomic_path(d / name) as tmp:
+                tmp.write_bytes(data)
         return d
 
     @classmethod

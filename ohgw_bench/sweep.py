@@ -1,5 +1,5 @@
 """``ohgw-bench sweep CONFIG``: every (scheduler, variant, seed) replicate, real or simulated, into one
-tidy results store (see results.py).
+tidy results store (see store.py).
 
 Each finished replicate is written atomically to ``<out>/replicates/<scheduler>__<variant>__s<seed>.parquet``
 and the store is rebuilt from those files, so a sweep killed at any moment and rerun with ``--resume``
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import provenance
 from .config import SweepConfig, dump
-from .results import COLUMNS, REPLICATE_COLUMNS, conform, write_json_atomic, write_parquet_atomic
+from .store import COLUMNS, REPLICATE_COLUMNS, conform, write_json_atomic, write_parquet_atomic
 from .space import PSI_KEYS, syne_tune_space
 from .tasks import get_task
 from .warmstart import from_variant

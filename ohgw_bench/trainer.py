@@ -14,19 +14,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import augment, space
+from .atomic import atomic_path
 from .data import TaskData, task_data
 from .hypergrad import BatchSource, RealOracle, sync
 from .models import build_model
+from .seeding import derive_seed, rng_for
 from .space import PSI_KEYS
 from .tasks import Task, get_task
 from .warmstart import WarmStart, WarmStartResult
@@ -38,17 +38,6 @@ CHANCE = 0.1  # reported validation accuracy of a diverged run (10 classes)
 class Interrupted(Exception):
     """Raised by ``Trial.run`` when its ``should_stop`` hook says so: the segment ends at once and the
     checkpoint on disk stays that of the last reported epoch."""
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from (replicate seed, trial id, purpose, ...), stable across processes."""
-    ss = np.random.SeedSequence([abs(hash_str(p)) if isinstance(p, str) else int(p) for p in parts])
-    return int(ss.generate_state(2, np.uint32).astype(np.uint64).view(np.uint64)[0] >> np.uint64(1))
-
-
-def hash_str(s: str) -> int:
-    import zlib
-    return zlib.crc32(s.encode())
 
 
 def default_device() -> torch.device:
@@ -80,13 +69,6 @@ def evaluate(model, x_u8, y, mean, std, device, amp: bool, bs: int = 1000) -> tu
         correct += int((out.argmax(1) == y[i:i + bs]).sum())
     model.train()
     return loss_sum / len(y), correct / len(y)
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Trial:
@@ -142,13 +124,15 @@ class Trial:
     def _save(self) -> None:
         if self.ckpt is None:
             return
-        _atomic_save({
+        state = {
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "gen": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(), "step": self.step, "epoch": self.epoch,
             "cum_time": self.cum_time, "psi": self.psi, "psi_x": self.psi_x, "diverged": self.diverged,
             "ws": self.ws.to_dict() if self.ws is not None else None,
             "plain_step_seconds": self.plain_step_seconds,
-        }, self.ckpt)
+        }
+        with atomic_path(self.ckpt) as tmp:
+            torch.save(state, tmp)
 
     # ------------------------------------------------------------ training
     def _train_step(self, idx: torch.Tensor, nat: dict):
@@ -184,7 +168,7 @@ class Trial:
         hg_gen = torch.Generator(device=self.device)
         hg_gen.manual_seed(derive_seed(self.seed, "hypergrad"))
         oracle = RealOracle(self.model, self.opt, src, hg_gen, count_flops=self.count_flops)
-        rng = np.random.default_rng(derive_seed(self.seed, "warmstart"))
+        rng = rng_for(self.seed, "warmstart")
         self.ws = self.warm_start.apply(self.psi, oracle, rng, task=self.task.name)
         self.psi = dict(self.ws.psi_after)
         return loss, correct

@@ -20,10 +20,11 @@ import pandas as pd
 from scipy.stats import ks_2samp, spearmanr
 
 from . import stats
-from .fidelity import TARGETS, _fmt, config_fidelity, fidelity_table, meets, noise_sections, predictive_samples
-from .results import load, store_record, write_json_atomic
+from .fidelity import TARGETS, config_fidelity, fidelity_table, meets, noise_sections, predictive_samples
 from .space import PSI_KEYS
+from .store import load, store_record, write_json_atomic
 from .surrogate import Surrogate, to_unit_array
+from .textfmt import fixed_or_na
 
 BAND_TARGET = 0.90
 
@@ -394,11 +395,11 @@ def _markdown(res: dict) -> str:
           "|---|---|---|---|---|---|---|---|---|"]
     for k, v in h["per_variant"].items():
         ks_a = v["ks_final_test_acc"]
-        L.append(f"| {k} | {v['n_real']} | {v['n_sim']} | {_fmt(v['band_share'], 2)} ({v['meets_band']}) | "
-                 f"{_fmt(v['band_share_per_replicate'], 2)} | {_fmt(v['t_tau_median_real'], 1)} / "
-                 f"{_fmt(v['t_tau_median_sim'], 1)} | {v['censored_real']} / {v['censored_sim']} | "
-                 f"{_fmt(v['ks_t_tau']['statistic'], 2)}, {_fmt(v['ks_t_tau']['p'], 3)} | "
-                 + (f"{_fmt(ks_a['statistic'], 2)}, {_fmt(ks_a['p'], 3)} |" if ks_a else "n/a |"))
+        L.append(f"| {k} | {v['n_real']} | {v['n_sim']} | {fixed_or_na(v['band_share'], 2)} ({v['meets_band']}) | "
+                 f"{fixed_or_na(v['band_share_per_replicate'], 2)} | {fixed_or_na(v['t_tau_median_real'], 1)} / "
+                 f"{fixed_or_na(v['t_tau_median_sim'], 1)} | {v['censored_real']} / {v['censored_sim']} | "
+                 f"{fixed_or_na(v['ks_t_tau']['statistic'], 2)}, {fixed_or_na(v['ks_t_tau']['p'], 3)} | "
+                 + (f"{fixed_or_na(ks_a['statistic'], 2)}, {fixed_or_na(ks_a['p'], 3)} |" if ks_a else "n/a |"))
     L += ["", f"Checks use the variants with ≥ {h['min_real']} real replicates: {', '.join(h['checked_variants']) or 'none'}; "
           "the others are shown for information only.", "",
           f"Ranking by median T@τ (all variants) — real: {h['ranking_real']}; surrogate: {h['ranking_sim']}; "
@@ -416,9 +417,9 @@ def _markdown(res: dict) -> str:
     s = res["shift"]
     if s.get("n_results"):
         L += ["## Shift: configurations chosen by the real schedulers", "",
-              f"{s['n_results']} results of {s['n_trials']} real trials: Spearman {_fmt(s['spearman_all'])}, "
-              f"90 % coverage {_fmt(s['coverage_90'])}, mean |error| {_fmt(s['mean_abs_error'])}; per rung: "
-              + ", ".join(f"epoch {e}: {_fmt(v['spearman'])} (n={v['n']})" for e, v in s["per_rung"].items()), ""]
+              f"{s['n_results']} results of {s['n_trials']} real trials: Spearman {fixed_or_na(s['spearman_all'])}, "
+              f"90 % coverage {fixed_or_na(s['coverage_90'])}, mean |error| {fixed_or_na(s['mean_abs_error'])}; per rung: "
+              + ", ".join(f"epoch {e}: {fixed_or_na(v['spearman'])} (n={v['n']})" for e, v in s["per_rung"].items()), ""]
     L += ["## Checks", ""] + [f"- {k}: {v}" for k, v in res["checks"].items()]
     return "\n".join(L) + "\n"
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from ohgw_bench.report import _resolve_baseline, make_report
-from ohgw_bench.results import REPLICATE_COLUMNS, conform, write_parquet_atomic
+from ohgw_bench.store import REPLICATE_COLUMNS, conform, write_parquet_atomic
 from ohgw_bench.space import PSI_KEYS
 
 BUDGET = 100.0

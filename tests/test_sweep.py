@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ohgw_bench.config import SweepConfig, load_sweep
-from ohgw_bench.results import COLUMNS
+from ohgw_bench.store import COLUMNS
 from ohgw_bench.schedulers import SCHEDULERS, make_scheduler
 from ohgw_bench.space import PSI_KEYS, syne_tune_space
 from ohgw_bench.sweep import run_sweep

@@ -138,7 +138,7 @@ def test_verify_refuses_surrogate_store_as_real(synthetic_surrogate_dir, tmp_pat
 
 # ----------------------------------------------------------------------------- calibration vs verification
 def test_store_roles_flag_the_stores_the_time_model_was_fitted_on(synthetic_surrogate_dir, fake_real, tmp_path):
-    from ohgw_bench.results import store_record
+    from ohgw_bench.store import store_record
     from ohgw_bench.surrogate import Surrogate
     from ohgw_bench.verify import store_roles
     _, d = fake_real

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_path
 from .space import PSI_KEYS
 
 STATUSES = ("completed", "stopped", "paused", "diverged", "failed", "running")
@@ -72,18 +73,13 @@ def conform(df: pd.DataFrame, columns: dict[str, str] = COLUMNS) -> pd.DataFrame
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def write_json_atomic(obj, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def load(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

@@ -45,7 +45,7 @@ def cmd_train(args) -> int:
     from .data import task_data
     from .tasks import get_task
     from .trainer import Trial, default_device
-    from .warmstart import WarmStart
+    from .warmstart.spec import WarmStart
 
     task = get_task(args.task)
     psi = space.center() | {"log10_lr": -1.0, "log10_wd": -3.3, "momentum": 0.9, "ra_magnitude": 9.0,

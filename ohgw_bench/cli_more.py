@@ -174,7 +174,7 @@ def cmd_calibrate(args) -> int:
     from .store import write_json_atomic
     from .space import PSI_KEYS
     from .tasks import get_task
-    from .warmstart import CALIBRATION_DIR
+    from .warmstart.calibration import CALIBRATION_DIR
     get_task(args.task)
     src = Path(args.source or f"surrogates/{args.task}/hypergrads.parquet")
     if not src.exists():

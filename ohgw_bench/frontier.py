@@ -28,7 +28,7 @@ import pandas as pd
 from . import space
 from .space import PSI_KEYS
 from .textfmt import num, pct
-from .warmstart import WarmStart
+from .warmstart.spec import WarmStart
 
 CLAIM = 0.20   # the method's claimed reduction of median T@τ
 # families whose nominal parameter is a step size (a frontier needs two or more sizes of one of them)

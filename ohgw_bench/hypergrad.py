@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,33 +34,11 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from . import augment
-from .space import PSI_KEYS, ops_magnitude, psi_to_natural
+from .space import ops_magnitude, psi_to_natural
+from .warmstart.oracles import HGSample
 
 LN10 = math.log(10.0)
 M_STEP = 3  # RandAugment bins on each side for the finite difference in m
-
-
-@dataclass
-class HGSample:
-    """Hyper-gradient measurements: per-batch rows (k, 5) in PSI_KEYS order, plus cost."""
-    per_batch: np.ndarray
-    seconds: float = 0.0
-    flops: float = float("nan")
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.per_batch.mean(axis=0)
-
-    @property
-    def se(self) -> np.ndarray:
-        k = len(self.per_batch)
-        if k < 2:
-            return np.full(self.per_batch.shape[1], np.nan)
-        return self.per_batch.std(axis=0, ddof=1) / math.sqrt(k)
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(zip(PSI_KEYS, map(float, self.mean)))
 
 
 def _upcast(t: torch.Tensor) -> torch.Tensor:

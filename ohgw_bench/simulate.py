@@ -29,11 +29,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import space
-from .hypergrad import HGSample
+from .warmstart.oracles import HGSample
 from .seeding import rng_for
 from .space import PSI_KEYS
 from .surrogate import Surrogate
-from .warmstart import WarmStart, from_variant
+from .warmstart.spec import WarmStart, from_variant
 
 OBJECTIVES = ["val_acc", "test_acc", "elapsed_time", "epoch_time", "diverged"]
 

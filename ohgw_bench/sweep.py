@@ -29,7 +29,7 @@ from .config import SweepConfig, dump
 from .store import COLUMNS, REPLICATE_COLUMNS, conform, write_json_atomic, write_parquet_atomic
 from .space import PSI_KEYS, syne_tune_space
 from .tasks import get_task
-from .warmstart import from_variant
+from .warmstart.spec import from_variant
 
 ENTRY = str(Path(__file__).with_name("entry.py"))
 

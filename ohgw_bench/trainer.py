@@ -29,7 +29,7 @@ from .models import build_model
 from .seeding import derive_seed, rng_for
 from .space import PSI_KEYS
 from .tasks import Task, get_task
-from .warmstart import WarmStart, WarmStartResult
+from .warmstart.spec import WarmStart, WarmStartResult
 
 CKPT_NAME = "trial.pt"
 CHANCE = 0.1  # reported validation accuracy of a diverged run (10 classes)

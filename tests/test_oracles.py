@@ -13,7 +13,7 @@ from ohgw_bench.simulate import SurrogateOracle
 from ohgw_bench.space import PSI_KEYS
 from ohgw_bench.surrogate import Surrogate
 from ohgw_bench.sweep import run_sweep
-from ohgw_bench.warmstart import WarmStart
+from ohgw_bench.warmstart.spec import WarmStart
 
 
 @pytest.fixture(scope="module")

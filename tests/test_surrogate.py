@@ -7,7 +7,7 @@ import pytest
 from ohgw_bench import space
 from ohgw_bench.surrogate import Surrogate, SurrogateError
 from ohgw_bench.simulate import SurrogateOracle
-from ohgw_bench.warmstart import WarmStart
+from ohgw_bench.warmstart.spec import WarmStart
 
 
 @pytest.fixture(scope="module")

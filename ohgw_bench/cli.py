@@ -42,9 +42,9 @@ def cmd_train(args) -> int:
     import torch
 
     from . import provenance, space
-    from .data import task_data
+    from .trial.data import task_data
     from .tasks import get_task
-    from .trainer import Trial, default_device
+    from .trial.trainer import Trial, default_device
     from .warmstart.spec import WarmStart
 
     task = get_task(args.task)
@@ -84,10 +84,10 @@ def cmd_hypergrad(args) -> int:
     import torch
 
     from . import space
-    from .data import task_data
-    from .hgcost import measure
+    from .trial.data import task_data
+    from .trial.hgcost import measure
     from .tasks import get_task
-    from .trainer import default_device
+    from .trial.trainer import default_device
 
     task = get_task(args.task)
     psi = {"log10_lr": -1.0, "log10_wd": -3.3, "momentum": 0.9, "ra_magnitude": 9.0, "label_smoothing": 0.1}

@@ -9,7 +9,7 @@ def cmd_collect(args) -> int:
     from .config import load_collect
     cfg = load_collect(args.config, {"workers": args.workers} if args.workers else None)
     if args.download:
-        from .data import load_cifar10
+        from .trial.data import load_cifar10
         load_cifar10(cfg.data_root, download=True)
     phases = {"all": ("hypergrads", "curves"), "curves": ("curves",), "hypergrads": ("hypergrads",)}[args.phase]
     out = run_collect(cfg, phases, progress=not args.no_progress)
@@ -56,7 +56,7 @@ def cmd_sweep(args) -> int:
         ov["out"] = args.out
     cfg = load_sweep(args.config, ov)
     if args.download and cfg.backend == "real":   # once, here, before any trial process looks for the data
-        from .data import load_cifar10
+        from .trial.data import load_cifar10
         load_cifar10(cfg.data_root, download=True)
     out = run_sweep(cfg, resume=args.resume, progress=not args.no_progress, executor=args.executor,
                     address=args.address)

@@ -57,7 +57,7 @@ def _worker_init(threads: int):
 
 
 def _task_data(task_name: str, data_root):
-    from .data import task_data
+    from .trial.data import task_data
     from .tasks import get_task
     if task_name not in _DATA:
         _DATA[task_name] = task_data(get_task(task_name), data_root)
@@ -66,7 +66,7 @@ def _task_data(task_name: str, data_root):
 
 def _run_curve(task_name: str, config_id: int, seed: int, psi: dict, data_root) -> list[dict]:
     from .tasks import get_task
-    from .trainer import Trial
+    from .trial.trainer import Trial
     task = get_task(task_name)
     trial = Trial(task, psi, derive_seed(config_id, seed, "collect"), _task_data(task_name, data_root))
     rows = trial.run(task.max_epochs)
@@ -77,7 +77,7 @@ def _run_curve(task_name: str, config_id: int, seed: int, psi: dict, data_root) 
 
 
 def _run_hg(task_name: str, config_id: int, psi: dict, n_batches: int, data_root) -> list[dict]:
-    from .hgcost import hypergrad_at_init
+    from .trial.hgcost import hypergrad_at_init
     from .tasks import get_task
     t0 = time.perf_counter()
     g = hypergrad_at_init(get_task(task_name), psi, derive_seed(config_id, "hg"), _task_data(task_name, data_root),

@@ -31,7 +31,7 @@ from .space import PSI_KEYS, syne_tune_space
 from .tasks import get_task
 from .warmstart.spec import from_variant
 
-ENTRY = str(Path(__file__).with_name("entry.py"))
+ENTRY = str(Path(__file__).with_name("trial") / "entry.py")
 
 
 def replicate_key(scheduler: str, variant: str, seed: int) -> str:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ohgw_bench import space
-from ohgw_bench.data import synthetic_arrays, task_data
+from ohgw_bench.trial.data import synthetic_arrays, task_data
 from ohgw_bench.space import PSI_KEYS
 from ohgw_bench.tasks import get_task
 
@@ -78,7 +78,7 @@ def tiny_imagefolder(tmp_path_factory):
     """A CIFAR-10-shaped ImageFolder (30 train / 10 test JPEGs per class) for CLI and sweep tests."""
     from PIL import Image
 
-    from ohgw_bench.data import CLASSES
+    from ohgw_bench.trial.data import CLASSES
     root = tmp_path_factory.mktemp("cifar-tiny")
     arr = synthetic_arrays(30, 10, seed=3)
     for split in ("train", "test"):

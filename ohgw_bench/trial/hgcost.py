@@ -6,10 +6,10 @@ import time
 import numpy as np
 import torch
 
-from . import space
+from .. import space
 from .hypergrad import BatchSource, RealOracle, sync
-from .space import PSI_KEYS
-from .tasks import Task
+from ..space import PSI_KEYS
+from ..tasks import Task
 from .trainer import Trial
 
 

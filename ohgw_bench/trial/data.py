@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_path
-from .tasks import Task
+from ..atomic import atomic_path
+from ..tasks import Task
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

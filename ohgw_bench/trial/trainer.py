@@ -1,7 +1,7 @@
 """One real trial: train a configuration ψ on a task, reporting every epoch.
 
 Usable three ways: ``run_trial(...)`` from Python, ``ohgw-bench train`` from the shell, and as a
-Syne Tune LocalBackend entry point (``python -m ohgw_bench.trainer --task ... --log10_lr ...``),
+Syne Tune LocalBackend entry point (``python -m ohgw_bench.trial.trainer --task ... --log10_lr ...``),
 reporting through ``syne_tune.Reporter`` and pausing/resuming through ``--st_checkpoint_dir``.
 
 The cosine learning-rate schedule always runs over the task's maximum budget, so a trial that a
@@ -21,15 +21,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import augment, space
-from .atomic import atomic_path
+from . import augment
+from .. import space
+from ..atomic import atomic_path
 from .data import TaskData, task_data
 from .hypergrad import BatchSource, RealOracle, sync
 from .models import build_model
-from .seeding import derive_seed, rng_for
-from .space import PSI_KEYS
-from .tasks import Task, get_task
-from .warmstart.spec import WarmStart, WarmStartResult
+from ..seeding import derive_seed, rng_for
+from ..space import PSI_KEYS
+from ..tasks import Task, get_task
+from ..warmstart.spec import WarmStart, WarmStartResult
 
 CKPT_NAME = "trial.pt"
 CHANCE = 0.1  # reported validation accuracy of a diverged run (10 classes)
@@ -266,7 +267,7 @@ def _finite(row: dict) -> dict:
 
 
 def entry_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ohgw_bench.trainer",
+    p = argparse.ArgumentParser(prog="python -m ohgw_bench.trial.trainer",
                                 description="One real trial (Syne Tune LocalBackend entry point).")
     p.add_argument("--task", required=True)
     for k in PSI_KEYS:
@@ -293,7 +294,7 @@ def _trial_id_from_checkpoint_dir(path: str | None) -> int:
 
 def main(argv: list[str] | None = None, *, data_for=None, should_stop=None, commit_lock=None,
          after_report=None) -> int:
-    """The entry point. A persistent worker (persistent.py) passes ``data_for(task, data_root)`` (its
+    """The entry point. A persistent worker (worker.py) passes ``data_for(task, data_root)`` (its
     resident data), the ``Trial.run`` hooks ``should_stop``/``commit_lock``, and ``after_report()``
     (called after each report line is flushed)."""
     args = entry_parser().parse_args(argv)

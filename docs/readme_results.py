@@ -28,7 +28,7 @@ def _load(p: Path) -> dict | None:
 
 
 def _fidelity(task: str) -> list[str]:
-    from ohgw_bench.fidelity import TARGETS, meets
+    from ohgw_bench.surrogate.fidelity import TARGETS, meets
     d = ROOT / "surrogates" / task
     fid = _load(d / "fidelity.json")
     if fid is None:

@@ -5,7 +5,7 @@ import sys
 
 
 def cmd_collect(args) -> int:
-    from .collect import run_collect
+    from .surrogate.collect import run_collect
     from .config import load_collect
     cfg = load_collect(args.config, {"workers": args.workers} if args.workers else None)
     if args.download:
@@ -94,9 +94,9 @@ def cmd_fit(args) -> int:
 
     import pandas as pd
 
-    from .fidelity import format_markdown
+    from .surrogate.fidelity import format_markdown
     from .store import write_json_atomic
-    from .surrogate import fit_surrogate
+    from .surrogate.fit import fit_surrogate
     from .tasks import get_task
     d = Path(args.directory)
     cur, hg = d / "curves.parquet", d / "hypergrads.parquet"
@@ -109,7 +109,7 @@ def cmd_fit(args) -> int:
     task = get_task(task_name)
     startup, time_data, by_runner = args.startup_s, None, {}
     if args.overhead_from:
-        from .overhead import runner_of, startup_by_runner, sweep_epoch_times
+        from .surrogate.overhead import runner_of, startup_by_runner, sweep_epoch_times
         # one start-up calibration per trial runner; startup_s (the default clock) is the first one's
         by_runner = startup_by_runner(args.overhead_from)
         startup = next(iter(by_runner.values()))["median_s"]
@@ -119,8 +119,8 @@ def cmd_fit(args) -> int:
         stores_of = {r: [p for p in args.overhead_from if runner_of(p) == r] for r in by_runner}
         time_data = sweep_epoch_times(stores_of[default_runner])
     # 1) fidelity: k-fold cross-validation over configurations (each scored by a fit that never saw it)
-    from .fidelity import cv_parts, pooled_fidelity
-    from .noise_ceiling import noise_ceiling, seed_noise_dependence
+    from .surrogate.fidelity import cv_parts, pooled_fidelity
+    from .surrogate.noise_ceiling import noise_ceiling, seed_noise_dependence
     parts = cv_parts(curves, hgs, task.name, task.max_epochs, k=args.folds, seed=args.seed, rank=args.rank,
                      startup_s=startup, time_data=time_data)
     fid = pooled_fidelity(parts, seed=args.seed, k=args.folds)

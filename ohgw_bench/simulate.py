@@ -32,7 +32,7 @@ from . import space
 from .warmstart.oracles import HGSample
 from .seeding import rng_for
 from .space import PSI_KEYS
-from .surrogate import Surrogate
+from .surrogate.model import Surrogate
 from .warmstart.spec import WarmStart, from_variant
 
 OBJECTIVES = ["val_acc", "test_acc", "elapsed_time", "epoch_time", "diverged"]

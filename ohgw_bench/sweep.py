@@ -215,7 +215,7 @@ def store_key(cfg: SweepConfig) -> dict:
     checksum. A resumed sweep reuses only units with the same key."""
     key = {"code_sha256": provenance.code_digest(), "surrogate_sha256": None}
     if cfg.backend == "surrogate":
-        from .surrogate import Surrogate
+        from .surrogate.model import Surrogate
         key["surrogate_sha256"] = Surrogate.load(cfg.surrogate).model_checksum
     return key
 

@@ -20,10 +20,10 @@ import pandas as pd
 from scipy.stats import ks_2samp, spearmanr
 
 from . import stats
-from .fidelity import TARGETS, config_fidelity, fidelity_table, meets, noise_sections, predictive_samples
 from .space import PSI_KEYS
 from .store import load, store_record, write_json_atomic
-from .surrogate import Surrogate, to_unit_array
+from .surrogate.fidelity import TARGETS, config_fidelity, fidelity_table, meets, noise_sections
+from .surrogate.model import Surrogate, predictive_samples, to_unit_array
 from .textfmt import fixed_or_na
 
 BAND_TARGET = 0.90
@@ -80,7 +80,7 @@ def shift_fidelity(sur: Surrogate, real: pd.DataFrame, seed: int = 0) -> dict:
            "coverage_90": float(((obs >= lo) & (obs <= hi)).mean()),
            "mean_abs_error": float(np.mean(np.abs(obs - pred)))}
     per = {}
-    for ep in sorted(set(r["epoch"]) & {1, 3, 9, sur.epochs}):
+    for ep in sorted(set(r["epoch"]) & set(sur.milestones())):
         m = r["epoch"].to_numpy() == ep
         if m.sum() >= 5:
             per[int(ep)] = {"n": int(m.sum()), "spearman": float(spearmanr(obs[m], pred[m]).statistic)}
@@ -191,7 +191,7 @@ def config_level(sur: Surrogate, sdir: Path, heldout_curves: str | None, seed: i
         cl = config_fidelity(sur, held, None, seed=seed)
         cl["source"] = f"separate held-out collection {heldout_curves} (shipped surrogate)"
         # its repeated-seed configurations, if any, give the rerun ceiling beside the surrogate's figures
-        from .noise_ceiling import noise_ceiling
+        from .surrogate.noise_ceiling import noise_ceiling
         from .tasks import get_task
         cl["noise_ceiling"] = noise_ceiling(held, [(sur, held, None)], get_task(sur.task).milestones(), sur.epochs,
                                             seed=seed)
@@ -200,8 +200,8 @@ def config_level(sur: Surrogate, sdir: Path, heldout_curves: str | None, seed: i
         cl["source"] = (f"{cl['scheme']} run by `ohgw-bench fit` (each configuration scored by a refit that never "
                         "saw it; the shipped surrogate saw all), covered by the artifact's checksum")
     elif curves_all is not None:
-        from .fidelity import cv_parts, pooled_fidelity
-        from .noise_ceiling import noise_ceiling
+        from .surrogate.fidelity import cv_parts, pooled_fidelity
+        from .surrogate.noise_ceiling import noise_ceiling
         from .tasks import get_task
         parts = cv_parts(curves_all, hgs_all, sur.task, sur.epochs, k=5, seed=seed, rank=sur.basis.shape[0],
                          startup_s=sur.startup_s)

@@ -64,7 +64,7 @@ def synthetic_collection(n_configs=40, n_rep=10, n_seeds=3, epochs=27, n_hg=60, 
 
 @pytest.fixture(scope="session")
 def synthetic_surrogate_dir(tmp_path_factory):
-    from ohgw_bench.surrogate import fit_surrogate
+    from ohgw_bench.surrogate.fit import fit_surrogate
     d = tmp_path_factory.mktemp("sur")
     curves, hgs = synthetic_collection()
     curves.to_parquet(d / "curves.parquet")

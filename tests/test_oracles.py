@@ -11,7 +11,7 @@ from ohgw_bench.cli import main
 from ohgw_bench.config import SweepConfig
 from ohgw_bench.simulate import SurrogateOracle
 from ohgw_bench.space import PSI_KEYS
-from ohgw_bench.surrogate import Surrogate
+from ohgw_bench.surrogate.model import Surrogate
 from ohgw_bench.sweep import run_sweep
 from ohgw_bench.warmstart.spec import WarmStart
 

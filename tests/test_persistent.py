@@ -254,7 +254,7 @@ def _fake_store(d: Path, runner: str | None, overhead: float):
 
 
 def test_startup_calibration_per_runner(tmp_path):
-    from ohgw_bench.overhead import runner_of, startup_by_runner
+    from ohgw_bench.surrogate.overhead import runner_of, startup_by_runner
     _fake_store(tmp_path / "old", None, 9.0)          # written before runners were recorded: LocalBackend
     _fake_store(tmp_path / "pers", "persistent", 0.25)
     _fake_store(tmp_path / "loc", "local", 7.0)
@@ -271,7 +271,7 @@ def test_startup_calibration_per_runner(tmp_path):
 def test_surrogate_clock_follows_the_configured_runner(synthetic_surrogate_dir, tmp_path):
     import shutil
 
-    from ohgw_bench.surrogate import Surrogate
+    from ohgw_bench.surrogate.model import Surrogate
     sur = Surrogate.load(synthetic_surrogate_dir)     # no per-runner entry: its overhead is LocalBackend's
     assert sur.for_runner(None) is sur and sur.for_runner("local").startup_s == sur.startup_s
     with pytest.raises(ValueError, match=r"'runner'.*runner='persistent'"):
@@ -290,7 +290,7 @@ def test_simulated_sweep_uses_the_runner_calibration(synthetic_surrogate_dir, tm
 
     import pandas as pd
 
-    from ohgw_bench.surrogate import Surrogate
+    from ohgw_bench.surrogate.model import Surrogate
     from ohgw_bench.sweep import run_sweep
     monkeypatch.setenv("OHGW_WORKERS", "1")
     d = tmp_path / "sur"

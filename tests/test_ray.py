@@ -19,7 +19,8 @@ from ohgw_bench.config import SweepConfig  # noqa: E402
 from ohgw_bench.ray_executor import map_chunks, run_real_replicates_ray, syne_tune_gpus  # noqa: E402
 from ohgw_bench.simulate import chunks_of  # noqa: E402
 from ohgw_bench.space import PSI_KEYS  # noqa: E402
-from ohgw_bench.surrogate import Surrogate, fit_surrogate  # noqa: E402
+from ohgw_bench.surrogate.model import Surrogate
+from ohgw_bench.surrogate.fit import fit_surrogate  # noqa: E402
 from ohgw_bench.sweep import consolidate, finished, replicates, run_sweep, write_units  # noqa: E402
 
 TASK, EPOCHS = "cifar10-mini", 27

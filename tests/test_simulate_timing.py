@@ -6,7 +6,7 @@ import pytest
 
 from ohgw_bench.config import SweepConfig
 from ohgw_bench.simulate import run_one
-from ohgw_bench.surrogate import Surrogate
+from ohgw_bench.surrogate.model import Surrogate
 
 
 def _gaps(sur, sleep):

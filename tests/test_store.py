@@ -10,7 +10,7 @@ import pytest
 
 from ohgw_bench import simulate
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.surrogate import Surrogate
+from ohgw_bench.surrogate.model import Surrogate
 from ohgw_bench.sweep import _final_status, run_sweep
 
 VARIANTS = {"baseline": "none", "ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw"}

@@ -139,7 +139,7 @@ def test_verify_refuses_surrogate_store_as_real(synthetic_surrogate_dir, tmp_pat
 # ----------------------------------------------------------------------------- calibration vs verification
 def test_store_roles_flag_the_stores_the_time_model_was_fitted_on(synthetic_surrogate_dir, fake_real, tmp_path):
     from ohgw_bench.store import store_record
-    from ohgw_bench.surrogate import Surrogate
+    from ohgw_bench.surrogate.model import Surrogate
     from ohgw_bench.verify import store_roles
     _, d = fake_real
     other = tmp_path / "other"
@@ -163,7 +163,7 @@ def test_store_roles_flag_the_stores_the_time_model_was_fitted_on(synthetic_surr
 
 
 def test_config_level_figures_are_not_read_from_an_unchecked_json(synthetic_surrogate_dir, tmp_path):
-    from ohgw_bench.surrogate import Surrogate
+    from ohgw_bench.surrogate.model import Surrogate
     from ohgw_bench.verify import config_level
     d = tmp_path / "sur"
     d.mkdir()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .store import load
+from ..store import load
 
 
 def _load_all(results_dirs: "str | list[str]") -> pd.DataFrame:
@@ -62,7 +62,7 @@ def startup_by_runner(results_dirs: "str | list[str]") -> dict[str, dict]:
 def sweep_epoch_times(results_dir: "str | list[str]") -> pd.DataFrame:
     """Epoch times of real sweeps' trials (psi_* = the trained x′), for the surrogate's time model.
     A trial's first epoch contains its warm start, which the surrogate adds separately: removed."""
-    from .space import PSI_KEYS
+    from ..space import PSI_KEYS
     res = _load_all(results_dir)
     out = pd.DataFrame({f"psi_{k}": res[f"xp_{k}"] for k in PSI_KEYS})
     out["epoch"] = res["epoch"].to_numpy()

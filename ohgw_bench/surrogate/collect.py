@@ -19,11 +19,11 @@ import pandas as pd
 from scipy.stats import qmc
 from tqdm import tqdm
 
-from . import space
-from .config import CollectConfig, dump
-from .seeding import derive_seed
-from .store import write_parquet_atomic
-from .space import PSI_KEYS
+from .. import space
+from ..config import CollectConfig, dump
+from ..seeding import derive_seed
+from ..space import PSI_KEYS
+from ..store import write_parquet_atomic
 
 _DATA = {}
 
@@ -57,16 +57,16 @@ def _worker_init(threads: int):
 
 
 def _task_data(task_name: str, data_root):
-    from .trial.data import task_data
-    from .tasks import get_task
+    from ..tasks import get_task
+    from ..trial.data import task_data
     if task_name not in _DATA:
         _DATA[task_name] = task_data(get_task(task_name), data_root)
     return _DATA[task_name]
 
 
 def _run_curve(task_name: str, config_id: int, seed: int, psi: dict, data_root) -> list[dict]:
-    from .tasks import get_task
-    from .trial.trainer import Trial
+    from ..tasks import get_task
+    from ..trial.trainer import Trial
     task = get_task(task_name)
     trial = Trial(task, psi, derive_seed(config_id, seed, "collect"), _task_data(task_name, data_root))
     rows = trial.run(task.max_epochs)
@@ -77,8 +77,8 @@ def _run_curve(task_name: str, config_id: int, seed: int, psi: dict, data_root) 
 
 
 def _run_hg(task_name: str, config_id: int, psi: dict, n_batches: int, data_root) -> list[dict]:
-    from .trial.hgcost import hypergrad_at_init
-    from .tasks import get_task
+    from ..tasks import get_task
+    from ..trial.hgcost import hypergrad_at_init
     t0 = time.perf_counter()
     g = hypergrad_at_init(get_task(task_name), psi, derive_seed(config_id, "hg"), _task_data(task_name, data_root),
                           n_batches=n_batches)
@@ -100,7 +100,7 @@ def _check_same_design(out: Path, cfg: CollectConfig) -> None:
 
 
 def run_collect(cfg: CollectConfig, phases=("hypergrads", "curves"), progress: bool = True) -> Path:
-    from .tasks import get_task
+    from ..tasks import get_task
     get_task(cfg.task)  # fail early on an unknown task
     out = Path(cfg.out or f"surrogates/{cfg.task}")
     out.mkdir(parents=True, exist_ok=True)

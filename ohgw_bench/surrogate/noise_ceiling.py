@@ -35,9 +35,10 @@ import pandas as pd
 from scipy.stats import chi2, norm, spearmanr
 from sklearn.metrics import r2_score
 
-from .space import PSI_KEYS
-from .surrogate import fit_noise, logit, sigmoid, to_unit_array
-from .textfmt import fixed_or_na
+from ..space import PSI_KEYS
+from ..textfmt import fixed_or_na
+from .fit import fit_noise
+from .model import logit, sigmoid, to_unit_array
 
 Z90 = float(norm.ppf(0.95))
 TOP_QUANTILE = 0.75
@@ -116,7 +117,7 @@ def surrogate_predictions(parts, piv: pd.DataFrame, rungs, seed: int = 0, n_mc: 
     """The same runs predicted by the cross-validated surrogates: ``parts`` as for
     ``fidelity.pooled_fidelity`` ((surrogate, its held-out curves, ...) per fold); each configuration
     is scored by the surrogate of the fold that held it out."""
-    from .fidelity import predictive_samples
+    from .model import predictive_samples
     rungs = _check_rungs(rungs, int(piv.columns.max()))
     rng = np.random.default_rng(seed)
     want = set(piv.index.get_level_values("config_id"))

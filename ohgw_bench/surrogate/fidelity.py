@@ -6,9 +6,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import r2_score
 
-from .space import PSI_KEYS
-from .surrogate import Surrogate, sigmoid, to_unit_array
-from .textfmt import fixed_or_na
+from ..space import PSI_KEYS
+from ..textfmt import fixed_or_na
+from .model import Surrogate, predictive_samples, to_unit_array
 
 TARGETS = {
     "final_val_spearman": (">=", 0.95),
@@ -23,17 +23,6 @@ def meets(name: str, value: float) -> bool | None:
         return None
     op, t = TARGETS[name]
     return bool(value >= t) if op == ">=" else bool(t[0] <= value <= t[1])
-
-
-def predictive_samples(sur: Surrogate, U: np.ndarray, n: int, rng: np.random.Generator,
-                       include_model: bool = True) -> np.ndarray:
-    """(n, configs, epochs) samples of val accuracy: mean-curve uncertainty (GP latent + LOO misfit)
-    + seed noise."""
-    mu, sd = sur.predictive_logit(U)
-    chol = np.linalg.cholesky(sur.noise_corr + 1e-9 * np.eye(sur.epochs))
-    z = rng.standard_normal((n, U.shape[0], sur.epochs)) @ chol.T * sur.noise_std
-    m = rng.standard_normal((n, U.shape[0], 1)) * sd[None] if include_model else 0.0
-    return sigmoid(mu[None] + m + z)
 
 
 def config_fidelity(sur: Surrogate, curves: pd.DataFrame, hgs: pd.DataFrame | None = None, seed: int = 0,
@@ -105,7 +94,7 @@ def cv_parts(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: in
              **fit_kw) -> list:
     """The folds of ``cv_fidelity``: (surrogate fitted without the fold, the fold's curves, its
     hyper-gradients) per fold, for any figure computed on held-out predictions."""
-    from .surrogate import fit_surrogate
+    from .fit import fit_surrogate
     rng = np.random.default_rng(seed)
     ids = np.array(sorted(curves["config_id"].unique()))
     hids = np.array(sorted(hgs["hg_config_id"].unique()))
@@ -120,18 +109,13 @@ def cv_parts(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: in
     return parts
 
 
-def _rungs(E: int) -> list[int]:
-    """Epochs at which the per-rung Spearman is reported (rf-3 rungs within the budget, and the last)."""
-    return sorted({r for r in (1, 3, 9) if r <= E} | {E})
-
-
 def pooled_fidelity(parts, seed: int = 0, k: int | None = None, n_mc: int = 2000) -> dict:
     """config_fidelity over several (surrogate, held-out curves, held-out hypergrads) parts, with
     the predictions pooled before the statistics are computed."""
     rng = np.random.default_rng(seed)
     rows, hrows, runs = [], [], []
     for sur, c, h in parts:
-        E = sur.epochs
+        E, rungs = sur.epochs, sur.milestones()
         full = c.groupby(["config_id", "seed"])["epoch"].transform("max") >= E
         c = c[full]
         psi = c.groupby("config_id")[[f"psi_{k_}" for k_ in PSI_KEYS]].first()
@@ -146,8 +130,8 @@ def pooled_fidelity(parts, seed: int = 0, k: int | None = None, n_mc: int = 2000
         fin = c[c["epoch"] == E]
         g = fin.groupby("config_id")["val_acc"]
         for cid, i in pos.items():
-            rows.append({"config_id": cid, **{f"obs_{r}": piv.loc[cid, r] for r in _rungs(E)},
-                         **{f"pred_{r}": smp[:, i, r - 1].mean() for r in _rungs(E)},
+            rows.append({"config_id": cid, **{f"obs_{r}": piv.loc[cid, r] for r in rungs},
+                         **{f"pred_{r}": smp[:, i, r - 1].mean() for r in rungs},
                          "obs_var": g.var(ddof=1).get(cid, np.nan), "n_seeds": int(g.count().get(cid, 0)),
                          "pred_noise_var": noise[:, i, E - 1].var()})
         ii = fin["config_id"].map(pos).to_numpy()
@@ -163,12 +147,12 @@ def pooled_fidelity(parts, seed: int = 0, k: int | None = None, n_mc: int = 2000
             hpsi = h.groupby("hg_config_id")[[f"psi_{k_}" for k_ in PSI_KEYS]].first().loc[hm.index]
             hrows.append(("hg", (sur.hg_mean_gp.predict(to_unit_array(hpsi)), hm.to_numpy())))
     df = pd.DataFrame(rows)
-    E = parts[0][0].epochs
+    E, rungs = parts[0][0].epochs, parts[0][0].milestones()
     out: dict = {"n_configs": int(len(df)), "n_runs": int(sum(len(r) for r in runs)),
                  "scheme": f"{k}-fold cross-validation over configurations" if k else "held-out split"}
     out["final_val_spearman"] = float(spearmanr(df[f"obs_{E}"], df[f"pred_{E}"]).statistic)
     out["final_val_r2"] = float(r2_score(df[f"obs_{E}"], df[f"pred_{E}"]))
-    out["rung_spearman"] = {int(r): float(spearmanr(df[f"obs_{r}"], df[f"pred_{r}"]).statistic) for r in _rungs(E)}
+    out["rung_spearman"] = {int(r): float(spearmanr(df[f"obs_{r}"], df[f"pred_{r}"]).statistic) for r in rungs}
     rep = df[df["n_seeds"] >= 2]
     out["n_repeated_configs"] = int(len(rep))
     out["seed_std_ratio"] = float(np.sqrt(rep["pred_noise_var"].mean() / rep["obs_var"].mean())) if len(rep) else float("nan")

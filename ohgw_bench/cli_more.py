@@ -46,7 +46,7 @@ def _overrides(items) -> dict:
 
 def cmd_sweep(args) -> int:
     from .config import load_sweep
-    from .sweep import run_sweep
+    from .sweeps.sweep import run_sweep
     ov = _overrides(args.set)
     if args.seeds:
         ov["seeds"] = args.seeds

@@ -314,7 +314,7 @@ def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None 
     two replicates says little); ``required``: "scheduler/variant" keys that must have ``min_real``
     real replicates (those whose scheduler the real sweep ran)."""
     from .config import SweepConfig
-    from .sweep import run_sweep
+    from .sweeps.sweep import run_sweep
     sdir = Path(surrogate_dir)
     sur = Surrogate.load(sdir)
     real_dirs = [real_dir] if isinstance(real_dir, (str, Path)) else list(real_dir)

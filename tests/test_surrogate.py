@@ -6,7 +6,7 @@ import pytest
 
 from ohgw_bench import space
 from ohgw_bench.surrogate.model import Surrogate, SurrogateError
-from ohgw_bench.simulate import SurrogateOracle
+from ohgw_bench.sweeps.backends.simulated import SurrogateOracle
 from ohgw_bench.warmstart.spec import WarmStart
 
 

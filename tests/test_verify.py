@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.sweep import run_sweep
+from ohgw_bench.sweeps.sweep import run_sweep
 import pandas as pd
 
 from ohgw_bench.verify import band_share, ranking_consistency, run_verify

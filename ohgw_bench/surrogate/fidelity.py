@@ -82,18 +82,12 @@ def noise_sections(fid: dict) -> list[str]:
     return out
 
 
-def cv_fidelity(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, k: int = 5, seed: int = 0,
-                **fit_kw) -> dict:
-    """k-fold cross-validated fidelity: every configuration is scored once by a surrogate fitted
-    (``fit_surrogate(..., **fit_kw)``) without it. Pools the held-out predictions of all folds, so the
-    figures rest on every configuration instead of one small held-out split."""
-    return pooled_fidelity(cv_parts(curves, hgs, task_name, epochs, k=k, seed=seed, **fit_kw), seed=seed, k=k)
-
-
 def cv_parts(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, k: int = 5, seed: int = 0,
              **fit_kw) -> list:
-    """The folds of ``cv_fidelity``: (surrogate fitted without the fold, the fold's curves, its
-    hyper-gradients) per fold, for any figure computed on held-out predictions."""
+    """k-fold cross-validation over configurations: (surrogate fitted without the fold
+    (``fit_surrogate(..., **fit_kw)``), the fold's curves, its hyper-gradients) per fold. Every
+    configuration is scored once by a surrogate that never saw it; ``pooled_fidelity`` pools the folds'
+    predictions, so the figures rest on every configuration instead of one small held-out split."""
     from .fit import fit_surrogate
     rng = np.random.default_rng(seed)
     ids = np.array(sorted(curves["config_id"].unique()))

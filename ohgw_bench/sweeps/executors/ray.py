@@ -1,13 +1,16 @@
 """Ray executor: replicates as Ray tasks on a local Ray or a cluster (``--executor ray``).
 
-- Simulated replicates (:func:`map_chunks`): one task per chunk of replicates, each calling
-  :func:`ohgw_bench.simulate.run_chunk`; results come back to the driver, which writes every chunk as
-  one unit of the results store. The surrogate artifact is read once by the driver and shipped
+The executor runs the function it is given and imports no backend:
+
+- Simulated replicates (:func:`map_chunks`): one task per chunk of replicates, each calling the chunk
+  function (the sweep passes ``sweeps.backends.simulated.run_chunk``); results come back to the driver,
+  which writes every chunk as one unit of the results store. The surrogate artifact is read once by the driver and shipped
   through Ray's object store, so worker nodes need no shared file system (and all of them use
   the very artifact the driver checked).
 - Real replicates (:func:`run_real_replicates_ray`): one task per replicate, reserving the replicate's
-  GPUs (``n_workers`` of them by default), running :func:`ohgw_bench.sweep.run_real_replicate` on the
-  worker node in a node-local scratch directory.
+  GPUs (``n_workers`` of them by default), running the replicate function (the sweep passes
+  ``sweeps.backends.real.run_real_replicate``) on the worker node in a node-local scratch directory;
+  each finished replicate is checked and stored as it arrives.
 
 Retries: ``max_retries`` is Ray's count of reruns of a task whose *worker process died* (killed,
 OOM, node lost); a Python exception inside a task is not retried (``retry_exceptions=False``), it is
@@ -28,7 +31,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .atomic import atomic_path
+from ...atomic import atomic_path
+from ...config import SweepConfig
+from ..replicate import check_real_replicate, replicate_key, write_units
 
 MISSING_RAY = "executor 'ray' needs Ray: pip install 'ohgw-bench[ray]'"
 SURROGATE_FILES = ("surrogate.npz", "surrogate.json")
@@ -138,27 +143,28 @@ def _materialize_surrogate(blob: dict, root: str | Path | None = None) -> str:
     return str(d)
 
 
-def _chunk_task(cfg_json: dict, chunk: list, sur_blob: dict | None, chunk_fn=None):
+def _chunk_task(cfg_json: dict, chunk: list, sur_blob: dict | None, chunk_fn):
     """Ray task body: one chunk of simulated replicates on a worker."""
     if sur_blob is not None:
         cfg_json = dict(cfg_json, surrogate=_materialize_surrogate(sur_blob))
-    if chunk_fn is None:
-        from .simulate import run_chunk as chunk_fn
     return chunk_fn(cfg_json, [tuple(r) for r in chunk])
 
 
 # ----------------------------------------------------------------------------- simulated replicates
 def map_chunks(cfg_json: dict, chunks: list[list], address: str | None = None, max_retries: int = 3,
                _chunk_fn=None):
-    """Run ``run_chunk(cfg_json, chunk)`` for every chunk as a Ray task; yield each result (a list of
+    """Run ``_chunk_fn(cfg_json, chunk)`` for every chunk as a Ray task; yield each result (a list of
     ``((scheduler, variant, seed), rows, meta)``) as soon as its task finishes, in completion order.
 
-    A task whose worker process dies is rerun up to ``max_retries`` times. A chunk that still fails
-    does not stop the others: every other result is yielded first, then the failure is raised
-    (rerun with ``--resume`` to redo only the missing replicates). Ray is shut down at the end only if
-    this call started it. ``_chunk_fn`` (tests) replaces ``run_chunk`` inside the tasks.
+    ``_chunk_fn`` is required: the executor knows no backend (the sweep passes the simulated backend's
+    ``run_chunk``; tests pass their own). A task whose worker process dies is rerun up to
+    ``max_retries`` times. A chunk that still fails does not stop the others: every other result is
+    yielded first, then the failure is raised (rerun with ``--resume`` to redo only the missing
+    replicates). Ray is shut down at the end only if this call started it.
     """
     ray = _import_ray()  # raise ValueError at the call, not at the first iteration
+    if _chunk_fn is None:
+        raise TypeError("map_chunks needs _chunk_fn, the function each Ray task runs")
     return _iter_chunks(ray, cfg_json, [list(c) for c in chunks], address, max_retries, _chunk_fn)
 
 
@@ -250,15 +256,11 @@ def _assigned_gpus(ray) -> list[str]:
     return env if ids and len(env) == len(ids) else ids
 
 
-def _real_task(cfg_json: dict, scheduler: str, variant: str, seed: int, replicate_fn=None):
+def _real_task(cfg_json: dict, scheduler: str, variant: str, seed: int, replicate_fn):
     """Ray task body: one real replicate in a node-local scratch directory."""
     import ray
 
-    from .config import SweepConfig
-    from .sweep import replicate_key
     cfg = SweepConfig(**cfg_json)
-    if replicate_fn is None:
-        from .sweep import run_real_replicate as replicate_fn
     work = Path(tempfile.mkdtemp(prefix=f"ohgw-{replicate_key(scheduler, variant, seed)}-"))
     try:
         with syne_tune_gpus(_assigned_gpus(ray)):
@@ -285,12 +287,15 @@ def run_real_replicates_ray(cfg, todo: list, rep_dir: Path, address: str | None 
     GPUs, else 0) and ``cfg.n_workers`` CPUs (``n_workers * threads_per_trial`` without GPUs); its
     Syne Tune LocalBackend runs the trials on exactly the GPUs Ray assigned. A replicate whose worker
     dies is rerun from scratch (up to ``max_retries`` times); failures are raised after every other
-    replicate is stored. ``_replicate_fn`` (tests) replaces ``run_real_replicate`` inside the tasks.
+    replicate is stored. ``_replicate_fn(cfg, scheduler, variant, seed, workdir) -> (rows, meta)`` is
+    required: the executor knows no backend (the sweep passes the real backend's
+    ``run_real_replicate``; tests pass their own).
     """
     from tqdm import tqdm
 
-    from .sweep import check_real_replicate, write_units
     ray = _import_ray()
+    if _replicate_fn is None:
+        raise TypeError("run_real_replicates_ray needs _replicate_fn, the function each Ray task runs")
     if not todo:
         return
     rep_dir = Path(rep_dir)

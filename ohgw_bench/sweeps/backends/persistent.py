@@ -41,7 +41,7 @@ from syne_tune.backend import LocalBackend
 from syne_tune.constants import ST_CHECKPOINT_DIR, ST_CONFIG_JSON_FNAME_ARG
 from syne_tune.util import dump_json_with_numpy
 
-from .trial.worker import worker_main
+from ...trial.worker import worker_main
 
 KILLED = -9             # poll() of a segment cancelled before it reached a worker (as a killed process)
 START_ATTEMPTS = 3      # a slot whose worker dies this often before it is ready breaks the pool

@@ -17,23 +17,27 @@ Semantics kept from the real trials:
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from . import space
-from .warmstart.oracles import HGSample
-from .seeding import rng_for
-from .space import PSI_KEYS
-from .surrogate.model import Surrogate
-from .warmstart.spec import WarmStart, from_variant
+from ... import space
+from ...config import SweepConfig
+from ...seeding import rng_for
+from ...space import PSI_KEYS
+from ...surrogate.model import Surrogate
+from ...warmstart.oracles import HGSample
+from ...warmstart.spec import WarmStart, from_variant
+from ..replicate import final_status, seed_global_rngs
+from ..schedulers import make_scheduler
 
 OBJECTIVES = ["val_acc", "test_acc", "elapsed_time", "epoch_time", "diverged"]
 
@@ -126,9 +130,6 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
     from syne_tune.tuner_callback import TunerCallback
 
-    from .schedulers import make_scheduler
-    from .sweep import seed_global_rngs
-
     max_epochs = min(cfg.max_epochs or sur.epochs, sur.epochs)
     ws: WarmStart = from_variant(cfg.variants[variant])
     records: dict[int, dict] = {}
@@ -164,8 +165,6 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     workdir = workdir or tempfile.mkdtemp(prefix="ohgw-sim-")
     os.environ["SYNETUNE_FOLDER"] = workdir
     t0 = time.perf_counter()
-    import contextlib
-    import io
     tuner = Tuner(trial_backend=backend, scheduler=sched,
                   stop_criterion=StoppingCriterion(max_wallclock_time=cfg.replicate_budget_s,
                                                    max_num_trials_started=cfg.max_trials),
@@ -183,8 +182,7 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     # results at or after the budget never happened in a real replicate of that budget
     df = df[df["elapsed_s"] <= cfg.replicate_budget_s].copy()
     decisions = df.groupby("trial_id")["decision"].last().to_dict()
-    from .sweep import _final_status
-    df["status"] = df["trial_id"].map(_final_status(df, decisions, {}, max_epochs))
+    df["status"] = df["trial_id"].map(final_status(df, decisions, {}, max_epochs))
     keep = [c for c in next(iter(records.values())) if c.startswith(("x_", "xp_", "hg_")) or c in ("ws_cost_s", "ws_flops")]
     rec = pd.DataFrame([{"trial_id": tid, **{k: r[k] for k in keep}} for tid, r in records.items()])
     df = df.merge(rec, on="trial_id", how="left", sort=False)
@@ -207,9 +205,6 @@ def _load(path: str) -> Surrogate:
 
 def run_chunk(cfg_json: dict, chunk: list[tuple[str, str, int]]):
     """Worker entry (local processes or Ray tasks): a list of replicates -> list of (key, rows, meta)."""
-    import logging
-
-    from .config import SweepConfig
     logging.disable(logging.WARNING)  # Syne Tune warns on every legacy scheduler it builds
     cfg = SweepConfig(**cfg_json)
     sur = _load(cfg.surrogate).for_runner(cfg.runner)  # start-up overhead of the configured trial runner
@@ -218,48 +213,3 @@ def run_chunk(cfg_json: dict, chunk: list[tuple[str, str, int]]):
         df, meta = run_one(sur, cfg, scheduler, variant, seed)
         out.append(((scheduler, variant, seed), df, meta))
     return out
-
-
-def chunks_of(todo: list, size: int) -> list[list]:
-    return [todo[i:i + size] for i in range(0, len(todo), size)]
-
-
-def run_surrogate_replicates(cfg, todo: list, rep_dir: Path, progress: bool = True, executor: str = "local",
-                             address: str | None = None, workers: int | None = None, chunk_size: int = 25) -> None:
-    """Run replicates in chunks (processes or Ray tasks) and write each chunk as one unit of the store."""
-    from .sweep import write_units
-    Surrogate.load(cfg.surrogate).for_runner(cfg.runner)  # fail early on a missing or corrupt artifact
-    cfg_json = cfg.model_dump(mode="json")
-    chunks = chunks_of(todo, int(os.environ.get("OHGW_CHUNK", chunk_size)))
-    bar = tqdm(total=len(todo), desc=f"sweep {cfg.name} (surrogate)", disable=not progress, file=sys.stderr)
-    if executor == "ray":
-        from .ray_executor import map_chunks
-        for res in map_chunks(cfg_json, chunks, address):
-            write_units(rep_dir, cfg, res)
-            bar.update(len(res))
-    else:
-        workers = workers or int(os.environ.get("OHGW_WORKERS", os.cpu_count() or 1))
-        if workers <= 1 or len(chunks) == 1:
-            for ch in chunks:
-                res = run_chunk(cfg_json, ch)
-                write_units(rep_dir, cfg, res)
-                bar.update(len(res))
-        else:
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-            failures = []
-            with ProcessPoolExecutor(workers) as ex:
-                futs = {ex.submit(run_chunk, cfg_json, ch): ch for ch in chunks}
-                for f in as_completed(futs):
-                    try:
-                        res = f.result()
-                    except Exception as e:  # the other chunks' results are still written
-                        failures.append((futs[f], e))
-                        continue
-                    write_units(rep_dir, cfg, res)
-                    bar.update(len(res))
-            if failures:
-                ch, e = failures[0]
-                raise (ValueError if isinstance(e, ValueError) else RuntimeError)(f"{len(failures)} of {len(chunks)} chunks failed; the first ran {len(ch)} replicate(s) "
-                              f"from {tuple(ch[0])}: {e} (finished replicates are stored; rerun with --resume to "
-                              f"redo the rest)") from e
-    bar.close()

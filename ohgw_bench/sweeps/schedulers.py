@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from .space import PSI_KEYS
+from ..space import PSI_KEYS
 
 METRIC, MODE, RESOURCE_ATTR, MAX_RESOURCE_ATTR = "val_acc", "max", "epoch", "epochs"
 
@@ -34,6 +34,7 @@ def _pasha(space, **kw):
 
 def _dyhpo(space, **kw):
     from syne_tune.optimizer.legacy_baselines import DyHPO
+
     # DyHPO uses linearly spaced rungs (grace + k * rung_increment) instead of a reduction factor
     kw.pop("reduction_factor", None)
     kw.setdefault("rung_increment", 2)

@@ -29,7 +29,7 @@ def add_verbs(sub) -> None:
     add_sweep(sub)
     add_fit(sub)
     add_misc(sub)
-    from .verify import add_verify
+    from .analysis.verify import add_verify
     add_verify(sub)
 
 
@@ -63,7 +63,7 @@ def cmd_sweep(args) -> int:
     print(f"results in {out}", file=sys.stderr)
     if not args.no_report:
         try:
-            from .report import make_report
+            from .analysis.report.make import make_report
         except ImportError:
             return 0
         rep = make_report(out, show_progress=not args.no_progress)
@@ -194,7 +194,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import make_report
+    from .analysis.report.make import make_report
     rep = make_report(args.results_dir, out_dir=args.out, show_progress=not args.no_progress)
     print(f"wrote {rep.get('out_dir', args.results_dir)}", file=sys.stderr)
     return 0

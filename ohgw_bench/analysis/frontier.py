@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import space
-from .space import PSI_KEYS
-from .textfmt import num, pct
-from .warmstart.spec import WarmStart
+from .. import space
+from ..space import PSI_KEYS
+from ..textfmt import num, pct
+from ..warmstart.spec import WarmStart
 
 CLAIM = 0.20   # the method's claimed reduction of median T@τ
 # families whose nominal parameter is a step size (a frontier needs two or more sizes of one of them)

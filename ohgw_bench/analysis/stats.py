@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from .config import DEFAULT_TAU_QUANTILE
-from .space import PSI_KEYS
+from ..config import DEFAULT_TAU_QUANTILE
+from ..space import PSI_KEYS
 
 REPLICATE_KEYS: tuple[str, ...] = ("task", "scheduler", "variant", "seed")
 GROUP_KEYS: tuple[str, ...] = ("task", "scheduler")   # a baseline is paired within one group
@@ -306,17 +306,45 @@ def per_replicate_metrics(results: pd.DataFrame, replicates: pd.DataFrame | None
         unless both are known), ``n_trials``, ``n_results``, ``shift_<ψ>`` (mean |x′ − x| over
         trials) and ``hg_abs_<ψ>`` (median |∂J/∂ψ| over trials).
     """
-    from tqdm.auto import tqdm
-
     keys = list(REPLICATE_KEYS)
     df = _with_columns(fill_keys(results))
     df = df.sort_values(keys + ["elapsed_s", "epoch"], kind="mergesort").reset_index(drop=True)
     index = df.groupby(keys, sort=True).indices
     reps = _replicate_frame(pd.DataFrame(list(index), columns=keys), replicates)
 
-    # The time-dependent metrics need each replicate's rows in time order: a loop over numpy slices.
-    # Everything per trial is aggregated by groupby below, which is far cheaper than per-replicate
-    # pandas calls when a surrogate sweep has thousands of replicates.
+    loop = _time_metrics(df, index, reps, tau, budget, default_budget, show_progress)
+    if not loop:
+        return pd.DataFrame(columns=keys + ["t_tau_s", "censored"])
+    out = pd.concat([reps, pd.DataFrame(loop)], axis=1)
+    train = df.groupby(keys, sort=False)["epoch_time"].sum().rename("train_s").reset_index()
+    out = out.merge(_trial_aggregates(df, keys), on=keys, how="left").merge(train, on=keys, how="left")
+
+    nw = out["rep_n_workers"].where(np.isfinite(out["rep_n_workers"]), n_workers if n_workers is not None else 1)
+    out["n_workers"] = nw.astype("int64")
+    out["t_tau_gpu_h"] = out["t_tau_s"] * out["n_workers"] / 3600.0
+    out["warm_start"] = out["warm_start"].fillna("").astype(str)
+    # epoch_time of a trial's first epoch already contains its warm start (real trials time it inside
+    # the epoch; the surrogate backend adds it there too), so the warm start is not added twice
+    out["compute_s"] = out["train_s"]
+    out["ws_overhead_share"] = (out["ws_cost_s"] / out["compute_s"]).where(out["compute_s"] > 0)
+    ftot = out["rep_flops_total"] + out["ws_flops"]
+    out["flops_overhead_share"] = (out["ws_flops"] / ftot).where(ftot > 0)
+    out["n_trials"] = out["rep_n_trials"].where(np.isfinite(out["rep_n_trials"]), out["n_trials_seen"]).astype("int64")
+    cols = keys + ["warm_start", "tau", "budget_s", "n_workers", "t_tau_s", "censored", "t_tau_gpu_h",
+                   "best_val_acc", "incumbent_trial", "final_test_acc", "auc", "ws_cost_s", "compute_s",
+                   "ws_overhead_share", "ws_flops", "flops_overhead_share", "n_trials", "n_results"] \
+        + [f"shift_{k}" for k in PSI_KEYS] + [f"hg_abs_{k}" for k in PSI_KEYS]
+    return out[cols].astype({"censored": bool, "seed": "int64", "incumbent_trial": "int64"})
+
+
+def _time_metrics(df: pd.DataFrame, index: dict, reps: pd.DataFrame, tau, budget, default_budget,
+                  show_progress: bool) -> list[dict]:
+    """The time-dependent metrics of each replicate (``index``: key -> row positions in ``df``, sorted
+    by time). They need each replicate's rows in time order: a loop over numpy slices. Everything per
+    trial is aggregated by groupby (``_trial_aggregates``), which is far cheaper than per-replicate
+    pandas calls when a surrogate sweep has thousands of replicates."""
+    from tqdm.auto import tqdm
+
     t_all, v_all = df["elapsed_s"].to_numpy(float), df["val_acc"].to_numpy(float)
     test_all, ep_all = df["test_acc"].to_numpy(float), df["epoch"].to_numpy(float)
     trial_all = df["trial_id"].to_numpy()
@@ -340,38 +368,21 @@ def per_replicate_metrics(results: pd.DataFrame, replicates: pd.DataFrame | None
         loop.append({"tau": task_tau, "budget_s": b, "t_tau_s": t_tau, "censored": cens, "best_val_acc": best_val,
                      "incumbent_trial": inc, "final_test_acc": test_acc, "auc": _auc(t, v, b),
                      "n_results": len(pos)})
-    if not loop:
-        return pd.DataFrame(columns=keys + ["t_tau_s", "censored"])
-    out = pd.concat([reps, pd.DataFrame(loop)], axis=1)
+    return loop
 
+
+def _trial_aggregates(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per replicate: warm-start spec, cost and FLOPs summed over trials, trials seen, mean |x′ − x| and
+    median |∂J/∂ψ| over trials."""
     tt = trial_table(df)
     for k in PSI_KEYS:
         tt[f"shift_{k}"] = (tt[f"xp_{k}"] - tt[f"x_{k}"]).abs()
         tt[f"hg_abs_{k}"] = tt[f"hg_{k}"].abs()
     g = tt.groupby(keys, sort=False)
-    agg = pd.DataFrame({"warm_start": g["warm_start"].first(), "ws_cost_s": g["ws_cost_s"].sum(min_count=1),
-                        "ws_flops": g["ws_flops"].sum(min_count=1), "n_trials_seen": g.size(),
-                        **{f"shift_{k}": g[f"shift_{k}"].mean() for k in PSI_KEYS},
-                        **{f"hg_abs_{k}": g[f"hg_abs_{k}"].median() for k in PSI_KEYS}}).reset_index()
-    train = df.groupby(keys, sort=False)["epoch_time"].sum().rename("train_s").reset_index()
-    out = out.merge(agg, on=keys, how="left").merge(train, on=keys, how="left")
-
-    nw = out["rep_n_workers"].where(np.isfinite(out["rep_n_workers"]), n_workers if n_workers is not None else 1)
-    out["n_workers"] = nw.astype("int64")
-    out["t_tau_gpu_h"] = out["t_tau_s"] * out["n_workers"] / 3600.0
-    out["warm_start"] = out["warm_start"].fillna("").astype(str)
-    # epoch_time of a trial's first epoch already contains its warm start (real trials time it inside
-    # the epoch; the surrogate backend adds it there too), so the warm start is not added twice
-    out["compute_s"] = out["train_s"]
-    out["ws_overhead_share"] = (out["ws_cost_s"] / out["compute_s"]).where(out["compute_s"] > 0)
-    ftot = out["rep_flops_total"] + out["ws_flops"]
-    out["flops_overhead_share"] = (out["ws_flops"] / ftot).where(ftot > 0)
-    out["n_trials"] = out["rep_n_trials"].where(np.isfinite(out["rep_n_trials"]), out["n_trials_seen"]).astype("int64")
-    cols = keys + ["warm_start", "tau", "budget_s", "n_workers", "t_tau_s", "censored", "t_tau_gpu_h",
-                   "best_val_acc", "incumbent_trial", "final_test_acc", "auc", "ws_cost_s", "compute_s",
-                   "ws_overhead_share", "ws_flops", "flops_overhead_share", "n_trials", "n_results"] \
-        + [f"shift_{k}" for k in PSI_KEYS] + [f"hg_abs_{k}" for k in PSI_KEYS]
-    return out[cols].astype({"censored": bool, "seed": "int64", "incumbent_trial": "int64"})
+    return pd.DataFrame({"warm_start": g["warm_start"].first(), "ws_cost_s": g["ws_cost_s"].sum(min_count=1),
+                         "ws_flops": g["ws_flops"].sum(min_count=1), "n_trials_seen": g.size(),
+                         **{f"shift_{k}": g[f"shift_{k}"].mean() for k in PSI_KEYS},
+                         **{f"hg_abs_{k}": g[f"hg_abs_{k}"].median() for k in PSI_KEYS}}).reset_index()
 
 
 def _with_columns(df: pd.DataFrame) -> pd.DataFrame:

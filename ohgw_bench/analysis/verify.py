@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp, spearmanr
 
+from ..space import PSI_KEYS
+from ..store import load, store_record, write_json_atomic
+from ..surrogate.fidelity import TARGETS, config_fidelity, fidelity_table, meets, noise_sections
+from ..surrogate.model import Surrogate, predictive_samples, to_unit_array
+from ..textfmt import fixed_or_na
 from . import stats
-from .space import PSI_KEYS
-from .store import load, store_record, write_json_atomic
-from .surrogate.fidelity import TARGETS, config_fidelity, fidelity_table, meets, noise_sections
-from .surrogate.model import Surrogate, predictive_samples, to_unit_array
-from .textfmt import fixed_or_na
 
 BAND_TARGET = 0.90
 
@@ -191,8 +191,8 @@ def config_level(sur: Surrogate, sdir: Path, heldout_curves: str | None, seed: i
         cl = config_fidelity(sur, held, None, seed=seed)
         cl["source"] = f"separate held-out collection {heldout_curves} (shipped surrogate)"
         # its repeated-seed configurations, if any, give the rerun ceiling beside the surrogate's figures
-        from .surrogate.noise_ceiling import noise_ceiling
-        from .tasks import get_task
+        from ..surrogate.noise_ceiling import noise_ceiling
+        from ..tasks import get_task
         cl["noise_ceiling"] = noise_ceiling(held, [(sur, held, None)], get_task(sur.task).milestones(), sur.epochs,
                                             seed=seed)
     elif "fidelity_heldout" in sur.meta and sur.content_checked:
@@ -200,9 +200,9 @@ def config_level(sur: Surrogate, sdir: Path, heldout_curves: str | None, seed: i
         cl["source"] = (f"{cl['scheme']} run by `ohgw-bench fit` (each configuration scored by a refit that never "
                         "saw it; the shipped surrogate saw all), covered by the artifact's checksum")
     elif curves_all is not None:
-        from .surrogate.fidelity import cv_parts, pooled_fidelity
-        from .surrogate.noise_ceiling import noise_ceiling
-        from .tasks import get_task
+        from ..surrogate.fidelity import cv_parts, pooled_fidelity
+        from ..surrogate.noise_ceiling import noise_ceiling
+        from ..tasks import get_task
         parts = cv_parts(curves_all, hgs_all, sur.task, sur.epochs, k=5, seed=seed, rank=sur.basis.shape[0],
                          startup_s=sur.startup_s)
         cl = pooled_fidelity(parts, seed=seed, k=5)
@@ -313,8 +313,8 @@ def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None 
     """``min_real``: variants with fewer real replicates are reported but enter no check (a median of
     two replicates says little); ``required``: "scheduler/variant" keys that must have ``min_real``
     real replicates (those whose scheduler the real sweep ran)."""
-    from .config import SweepConfig
-    from .sweeps.sweep import run_sweep
+    from ..config import SweepConfig
+    from ..sweeps.sweep import run_sweep
     sdir = Path(surrogate_dir)
     sur = Surrogate.load(sdir)
     real_dirs = [real_dir] if isinstance(real_dir, (str, Path)) else list(real_dir)

@@ -167,7 +167,7 @@ def test_heteroscedasticity_test_keeps_a_constant_noise_model():
 def test_fit_writes_the_ceiling_and_the_noise_test(tmp_path):
     from conftest import synthetic_collection
 
-    from ohgw_bench.cli import main
+    from ohgw_bench.cli.main import main
     from ohgw_bench.surrogate.model import Surrogate
     # a 3-epoch task (rungs 1 and 3) keeps the cross-validated fits quick
     curves, hgs = synthetic_collection(n_configs=20, n_rep=8, epochs=3, n_hg=20, seed=1)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ohgw_bench import space
-from ohgw_bench.cli import main
+from ohgw_bench.cli.main import main
 from ohgw_bench.config import SweepConfig
 from ohgw_bench.sweeps.backends.simulated import SurrogateOracle
 from ohgw_bench.space import PSI_KEYS

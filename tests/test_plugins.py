@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ohgw_bench import space
-from ohgw_bench.cli import main
+from ohgw_bench.cli.main import main
 from ohgw_bench.config import SweepConfig
 from ohgw_bench.warmstart.oracles import HGSample
 from ohgw_bench.space import PSI_KEYS

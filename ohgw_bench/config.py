@@ -64,7 +64,7 @@ class SweepConfig(_Strict):
     max_trials: Optional[int] = Field(None, ge=1)
     threads_per_trial: int = Field(1, ge=1)
     tuner_sleep_time: float = Field(0.5, ge=0)
-    # how real trial segments run: "persistent" (long-lived worker processes, persistent.py) or "local"
+    # how real trial segments run: "persistent" (long-lived worker processes, sweeps/backends/persistent.py) or "local"
     # (Syne Tune's LocalBackend, one process per segment). Unset: persistent for real sweeps; for
     # surrogate sweeps the runner whose start-up calibration the surrogate holds by default.
     runner: Optional[Literal["persistent", "local"]] = None

@@ -8,7 +8,6 @@ from typing import Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
 # τ = this quantile of the baseline replicates' best val acc within the budget, so that about
 # three in four baseline replicates reach it: enough events for Kaplan–Meier medians and a spread.
 DEFAULT_TAU_QUANTILE = 0.25

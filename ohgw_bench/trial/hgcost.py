@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from .. import space
-from .hypergrad import BatchSource, RealOracle, sync
 from ..space import PSI_KEYS
 from ..tasks import Task
+from .hypergrad import BatchSource, RealOracle, sync
 from .trainer import Trial
 
 

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from . import augment
 from ..space import ops_magnitude, psi_to_natural
 from ..warmstart.oracles import HGSample
+from . import augment
 
 LN10 = math.log(10.0)
 M_STEP = 3  # RandAugment bins on each side for the finite difference in m

@@ -21,16 +21,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import augment
 from .. import space
 from ..atomic import atomic_path
-from .data import TaskData, task_data
-from .hypergrad import BatchSource, RealOracle, sync
-from .models import build_model
 from ..seeding import derive_seed, rng_for
 from ..space import PSI_KEYS
 from ..tasks import Task, get_task
 from ..warmstart.spec import WarmStart, WarmStartResult
+from . import augment
+from .data import TaskData, task_data
+from .hypergrad import BatchSource, RealOracle, sync
+from .models import build_model
 
 CKPT_NAME = "trial.pt"
 CHANCE = 0.1  # reported validation accuracy of a diverged run (10 classes)

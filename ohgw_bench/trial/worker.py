@@ -18,12 +18,12 @@ def worker_main(slot: int, conn, cancel, task_name, data_root, threads: int, gpu
     if gpu is not None:  # before torch touches CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     try:
+        import syne_tune  # noqa: F401  (the entry point's Reporter; imported once here)
         import torch
 
         from ..tasks import get_task
         from . import trainer
         from .data import task_data
-        import syne_tune  # noqa: F401  (the entry point's Reporter; imported once here)
         if threads > 0:
             torch.set_num_threads(threads)
         device = trainer.default_device()

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ohgw_bench import space
-from ohgw_bench.trial.data import synthetic_arrays, task_data
 from ohgw_bench.space import PSI_KEYS
 from ohgw_bench.tasks import get_task
+from ohgw_bench.trial.data import synthetic_arrays, task_data
 
 torch.set_num_threads(1)
 # Tests that read CIFAR-10 (slow and GPU ones) use the offline copy beside the checkout unless the

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ohgw_bench.surrogate.noise_ceiling import (ceiling_table, noise_ceiling, rerun_predictions, repeated_matrix,
-    seed_noise_dependence, summarize)
+                                                seed_noise_dependence, summarize)
 from ohgw_bench.space import PSI_KEYS
 from ohgw_bench.surrogate.model import logit, sigmoid, to_unit_array
 

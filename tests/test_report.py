@@ -8,8 +8,8 @@ import yaml
 
 from ohgw_bench.analysis.report.context import resolve_baseline as _resolve_baseline
 from ohgw_bench.analysis.report.make import make_report
-from ohgw_bench.store import REPLICATE_COLUMNS, conform, write_parquet_atomic
 from ohgw_bench.space import PSI_KEYS
+from ohgw_bench.store import REPLICATE_COLUMNS, conform, write_parquet_atomic
 
 BUDGET = 100.0
 OHGW_SPEC = "hypergradient:eta=0.001,steps=1,rule=raw,batches=1"

@@ -7,8 +7,8 @@ import pytest
 
 from ohgw_bench import space
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.sweeps.backends.simulated import run_one
 from ohgw_bench.surrogate.model import Surrogate
+from ohgw_bench.sweeps.backends.simulated import run_one
 from ohgw_bench.warmstart import calibration
 from ohgw_bench.warmstart.spec import WarmStart
 

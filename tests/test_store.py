@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohgw_bench.sweeps.backends import simulated as simulate
 from ohgw_bench.config import SweepConfig
 from ohgw_bench.surrogate.model import Surrogate
+from ohgw_bench.sweeps.backends import simulated as simulate
 from ohgw_bench.sweeps.replicate import final_status as _final_status
 from ohgw_bench.sweeps.sweep import run_sweep
 

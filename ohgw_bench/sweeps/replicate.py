@@ -41,6 +41,8 @@ def replicates(cfg: SweepConfig) -> list[tuple[str, str, int]]:
 
 
 def final_status(rows: pd.DataFrame, decisions: dict, backend_status: dict, max_epochs: int) -> dict:
+    """trial id -> its final status (``store.STATUSES``) from its rows, the scheduler's last decision and
+    the backend's last status."""
     out = {}
     for tid, g in rows.groupby("trial_id"):
         if (g.get("diverged", pd.Series([0])) == 1).any():

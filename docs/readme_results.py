@@ -106,17 +106,28 @@ def _sweep_reports(task: str) -> list[str]:
             out += _frontier(summ, rel)
             continue
         rows = [r for r in summ["tests"]]
-        verdict = {(r["scheduler"], r["variant"]): r for r in summ["verdict"] if r["criterion"] == "overall"}
+        verdict = {(r.get("task"), r["scheduler"], r["variant"]): r for r in summ["verdict"]
+                   if r["criterion"] == "overall"}
         n = sorted({r["n"] for r in rows})
+        by_task = summ.get("tau_by_task") or {}
+        several = len(by_task) > 1
+        tau = "τ per task" if several else f"τ = {fixed(summ['tau'])}"
         lines = [f"- **`{summ['name']}`** ([report]({rel}/report.md); {summ['backend']} backend, "
-                 f"{'/'.join(map(str, n))} paired seeds, τ = {fixed(summ['tau'])}):"]
+                 f"{'/'.join(map(str, n))} paired seeds, {tau}):"]
         for r in rows:
             red = (f"undecidable ({r['undecidable']})" if r.get("undecidable") else
                    f"{pct(r['reduction'])} (95 % CI {pct(r['reduction_ci_low'])} to {pct(r['reduction_ci_high'])}, "
                    f"p = {r['p_value']:.3g})")
-            dec = verdict.get((r["scheduler"], r["variant"]), {}).get("decision", "–")
-            lines.append(f"  - {r['scheduler']} `{r['variant']}`: KM median T@τ {fixed(r['t_tau_median_base'], 1)} → "
-                         f"{fixed(r['t_tau_median_var'], 1)} s, reduction {red}; verdict: {dec}.")
+            dec = verdict.get((r.get("task"), r["scheduler"], r["variant"]), {}).get("decision", "–")
+            where = f"`{r['task']}` (τ = {fixed(by_task[r['task']]['tau'])}) " if several else ""
+            lines.append(f"  - {where}{r['scheduler']} `{r['variant']}`: KM median T@τ "
+                         f"{fixed(r['t_tau_median_base'], 1)} → {fixed(r['t_tau_median_var'], 1)} s, reduction {red}; "
+                         f"verdict: {dec}.")
+        for r in summ.get("label_noise") or []:
+            d_lo, d_hi = r["ci_difference"]
+            lines.append(f"  - label noise, {r['scheduler']} `{r['variant']}`: reduction noisy − clean "
+                         f"{pct(r['difference'], signed=True)} (95 % CI {pct(d_lo, signed=True)} to "
+                         f"{pct(d_hi, signed=True)}).")
         out += lines
     return out
 

@@ -183,3 +183,29 @@ def test_frontier_section_when_a_family_has_two_step_sizes(tmp_path):
 
 def test_no_frontier_with_one_step_size(report):
     assert "skipped" in report[1]["figures"]["g_frontier"]
+
+
+def test_two_stores_of_different_tasks_report_together_like_one_store(tmp_path):
+    # exp-1 on clean and noisy labels comes from two sweeps; reported together, the per-task statistics
+    # and the label-noise table equal those of one store holding both tasks.
+    both = write_store(tmp_path / "both", tasks=("cifar10-mini", "cifar10-mini-noise10"))
+    clean = write_store(tmp_path / "clean", tasks=("cifar10-mini",))
+    noisy = write_store(tmp_path / "noisy", tasks=("cifar10-mini-noise10",),
+                        config_extra={"name": "tiny-noisy", "task": "cifar10-mini-noise10"})
+    one = make_report(both, show_progress=False, n_boot=100)["summary"]
+    two = make_report([clean, noisy], out_dir=tmp_path / "out", show_progress=False, n_boot=100)["summary"]
+    assert "files" in two["figures"]["f_label_noise"]
+    assert two["label_noise"] == one["label_noise"] and two["tests"] == one["tests"]
+    assert two["name"] == "tiny + tiny-noisy" and [s["name"] for s in two["provenance"]["stores"]] == ["tiny", "tiny-noisy"]
+
+
+def test_stores_that_cannot_be_reported_together_are_refused(tmp_path):
+    a = write_store(tmp_path / "a")
+    b = write_store(tmp_path / "b", tasks=("cifar10-mini-noise10",), config_extra={"budget_s": 2 * BUDGET})
+    with pytest.raises(ValueError, match="needs an output directory"):
+        make_report([a, b], show_progress=False)
+    with pytest.raises(ValueError, match="config key 'budget_s' differs"):
+        make_report([a, b], out_dir=tmp_path / "out", show_progress=False)
+    with pytest.raises(ValueError, match="task 'cifar10-mini' is in both"):
+        make_report([a, write_store(tmp_path / "c")], out_dir=tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()

@@ -386,3 +386,30 @@ def test_verdict_test_holds_its_level_and_ci_covers_on_synthetic_censored_data()
     eff = run_study(32, 150, 0.4, law=SyntheticLaw(), n_boot=300, seed=6)
     assert eff["true_reduction"] == pytest.approx(0.4)
     assert eff["rejection_rate"] >= 0.5 and eff["coverage"] >= 0.88, eff
+
+
+def _arms(rng, n, factor, budget=1e9):
+    base = rng.exponential(100.0, n)
+    var = base * factor * rng.lognormal(0.0, 0.1, n)
+    return base, base > budget, var, var > budget
+
+
+def test_reduction_difference_finds_a_changed_effect_and_not_an_unchanged_one():
+    rng = np.random.default_rng(0)
+    clean, same, halved = _arms(rng, 300, 0.5), _arms(rng, 300, 0.5), _arms(rng, 300, 1.0)
+    # the same effect on both tasks: difference near 0, CI covers it
+    est, lo, hi = stats.reduction_difference(clean, same, n_boot=2000)
+    r1 = stats.paired_median_reduction(*clean, n_boot=0).estimate
+    r2 = stats.paired_median_reduction(*same, n_boot=0).estimate
+    assert est == pytest.approx(r2 - r1) and lo < 0 < hi and hi - lo < 0.1
+    # the effect gone on the second task (reduction 0.5 -> 0): CI excludes 0 and brackets -0.5
+    est, lo, hi = stats.reduction_difference(clean, halved, n_boot=2000)
+    assert lo < -0.5 < hi and hi < 0 and est == pytest.approx(-0.5, abs=0.05)
+
+
+def test_reduction_difference_is_nan_when_a_median_is_not_reached():
+    rng = np.random.default_rng(1)
+    clean = _arms(rng, 50, 0.5)
+    censored = _arms(rng, 50, 0.5, budget=1.0)   # nearly everything censored at 1 s
+    assert all(math.isnan(x) for x in stats.reduction_difference(clean, censored, n_boot=200))
+    assert all(math.isnan(x) for x in stats.reduction_difference(clean, ([], [], [], []), n_boot=200))

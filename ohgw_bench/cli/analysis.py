@@ -9,8 +9,9 @@ from ..analysis.verify import REQUIRED, run_verify
 
 def register(sub) -> None:
     r = sub.add_parser("report", help="metrics, statistics, verdict and figures of a results store")
-    r.add_argument("results_dir")
-    r.add_argument("--out", default=None, help="default RESULTS_DIR/report")
+    r.add_argument("results_dir", nargs="+", help="one results store, or several over different tasks with "
+                   "the same variants (reported together: per-task verdicts and the label-noise figure)")
+    r.add_argument("--out", default=None, help="default RESULTS_DIR/report; required with several stores")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_report)
     v = sub.add_parser("verify", help="check the surrogate against real runs (config and HPO level)")
@@ -31,8 +32,9 @@ def register(sub) -> None:
 
 def cmd_report(args) -> int:
     from ..analysis.report.make import make_report
-    rep = make_report(args.results_dir, out_dir=args.out, show_progress=not args.no_progress)
-    print(f"wrote {rep.get('out_dir', args.results_dir)}", file=sys.stderr)
+    dirs = args.results_dir if len(args.results_dir) > 1 else args.results_dir[0]
+    rep = make_report(dirs, out_dir=args.out, show_progress=not args.no_progress)
+    print(f"wrote {rep['out_dir']}", file=sys.stderr)
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...store import load
 from .. import frontier, stats
 
 _NOISE = re.compile(r"[-_]noise\d*$")
@@ -56,7 +57,42 @@ def time_unit(max_s: float) -> tuple[str, float]:
 
 
 
-# ---------------------------------------------------------------- config, baseline, τ
+# ---------------------------------------------------------------- stores, config, baseline, τ
+# Keys that must agree for stores to be reported together: the same arms, budget and τ rule.
+_SHARED_KEYS = ("variants", "budget_s", "n_workers", "report")
+
+
+def load_stores(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
+    """(results, replicates, config, provenance) of one store, or of several stores over different
+    tasks; their configs must agree on ``_SHARED_KEYS`` (one-line error naming the key otherwise)."""
+    loaded = [load(d) for d in dirs]
+    if len(dirs) == 1:
+        results, replicates, cfg = loaded[0]
+        return results, replicates, cfg or {}, read_json(dirs[0] / "provenance.json")
+    owner: dict[str, Path] = {}
+    for d, (res, _, _) in zip(dirs, loaded):
+        for t in res["task"].astype(str).unique() if "task" in res.columns else []:
+            if t in owner:
+                raise ValueError(f"task {t!r} is in both {str(owner[t])!r} and {str(d)!r}; stores reported "
+                                 f"together must hold different tasks")
+            owner[t] = d
+    cfgs = [c or {} for _, _, c in loaded]
+    for k in _SHARED_KEYS:
+        for d, c in zip(dirs[1:], cfgs[1:]):
+            if c.get(k) != cfgs[0].get(k):
+                raise ValueError(f"config key {k!r} differs between {str(dirs[0])!r} ({cfgs[0].get(k)!r}) and "
+                                 f"{str(d)!r} ({c.get(k)!r}); stores reported together must share it")
+    cfg = {**cfgs[0], "name": " + ".join(str(c.get("name", d.name)) for d, c in zip(dirs, cfgs)),
+           "task": [c.get("task") for c in cfgs],
+           "schedulers": list(dict.fromkeys(s for c in cfgs for s in c.get("schedulers") or []))}
+    provs = [read_json(d / "provenance.json") for d in dirs]
+    prov = {**provs[0], "stores": [{"results_dir": str(d), "name": c.get("name"),
+                                    "git_revision": p.get("git_revision")} for d, c, p in zip(dirs, cfgs, provs)]}
+    results = pd.concat([r for r, _, _ in loaded], ignore_index=True)
+    replicates = pd.concat([r for _, r, _ in loaded], ignore_index=True)
+    return results, replicates, cfg, prov
+
+
 def read_json(p: Path) -> dict:
     try:
         return json.loads(p.read_text()) if p.exists() else {}
@@ -87,11 +123,11 @@ def variant_order(results: pd.DataFrame, cfg: dict) -> list[str]:
         [v for v in present if v not in _config_variants(cfg)]
 
 
-def check_variants(results: pd.DataFrame, cfg: dict, rdir: Path) -> None:
+def check_variants(results: pd.DataFrame, cfg: dict, rdir: str) -> None:
     present = sorted(results["variant"].astype(str).unique())
     missing = [v for v in _config_variants(cfg) if v not in present]
     if missing:
-        raise ValueError(f"variants {missing} of config.yaml have no results in {str(rdir)!r}; "
+        raise ValueError(f"variants {missing} of config.yaml have no results in {rdir!r}; "
                          f"variants present: {present}")
 
 
@@ -149,8 +185,10 @@ def groups_of(results: pd.DataFrame) -> list[tuple[str, str]]:
         ["task", "scheduler"]).itertuples(index=False)]
 
 
-def label_noise_table(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Per noisy task ("<clean>-noise10"), each variant's reduction there and on the clean task."""
+def label_noise_table(comparison: pd.DataFrame, metrics: pd.DataFrame, baseline: str,
+                      n_boot: int) -> pd.DataFrame:
+    """Per noisy task ("<clean>-noise10"), each variant's reduction there and on the clean task, and
+    their difference (noisy − clean) with a bootstrap CI: whether label noise changes the effect."""
     if comparison.empty or comparison["task"].nunique() < 2:
         return pd.DataFrame()
     rows = []
@@ -165,13 +203,20 @@ def label_noise_table(comparison: pd.DataFrame) -> pd.DataFrame:
             if c.empty:
                 continue
             c = c.iloc[0]
+            arms = []
+            for task in (clean, noisy):
+                m = metrics[(metrics["task"] == task) & (metrics["scheduler"] == r["scheduler"])]
+                pr = stats.paired(m[m["variant"].isin([baseline, r["variant"]])], baseline, ["t_tau_s", "censored"])
+                arms.append((pr["base_t_tau_s"], pr["base_censored"], pr["var_t_tau_s"], pr["var_censored"]))
+            diff = stats.reduction_difference(*arms, n_boot=n_boot, seed=0)
             rows.append({"scheduler": r["scheduler"], "variant": r["variant"], "clean_task": clean,
                          "noisy_task": noisy, "reduction_clean": c["reduction"], "n_clean": c["n"],
                          "ci_clean": (c["reduction_ci_low"], c["reduction_ci_high"]),
                          "reduction_noisy": r["reduction"], "n_noisy": r["n"],
                          "ci_noisy": (r["reduction_ci_low"], r["reduction_ci_high"]),
                          "retained": r["reduction"] / c["reduction"]
-                         if math.isfinite(c["reduction"]) and c["reduction"] != 0 else float("nan")})
+                         if math.isfinite(c["reduction"]) and c["reduction"] != 0 else float("nan"),
+                         "difference": diff[0], "ci_difference": (diff[1], diff[2])})
     return pd.DataFrame(rows)
 
 

@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 
 from ...atomic import atomic_path
-from ...store import load, write_json_atomic, write_parquet_atomic
+from ...store import write_json_atomic, write_parquet_atomic
 from .. import stats
-from .context import (ReportContext, as_float, check_variants, frontier_of, groups_of, label_noise_table, read_json,
+from .context import (ReportContext, as_float, check_variants, frontier_of, groups_of, label_noise_table, load_stores,
                       resolve_baseline, taus_by_task, variant_order)
 from .figures import draw_figures
 from .markdown import markdown
@@ -15,14 +15,15 @@ from .summary import jsonable, summary
 
 
 # ---------------------------------------------------------------- entry point
-def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+def make_report(results_dir: str | os.PathLike | list, out_dir: str | os.PathLike | None = None,
                 show_progress: bool = True, n_boot: int = 10000) -> dict:
     """Write report.md, summary.json, metrics.parquet and figures (PNG + PDF) for a results store.
 
     Args:
         results_dir: a directory written by a sweep (results.parquet, replicates.parquet,
-            config.yaml, provenance.json).
-        out_dir: where to write; default ``results_dir/report``.
+            config.yaml, provenance.json), or a list of them over different tasks with the same
+            variants, budget and report settings (exp-1 on clean and noisy labels: figure f).
+        out_dir: where to write; default ``results_dir/report`` (required for several stores).
         show_progress: a tqdm bar over replicates.
         n_boot: bootstrap resamples for the CI of the T@τ reduction.
 
@@ -35,16 +36,17 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
         ValueError: not a results directory, a configured variant or the baseline has no results,
             or τ is not a fraction.
     """
-    rdir = Path(results_dir)
-    results, replicates, cfg = load(rdir)
-    cfg = cfg or {}
-    out = Path(out_dir) if out_dir is not None else rdir / "report"
-    prov = read_json(rdir / "provenance.json")
+    dirs = [Path(d) for d in results_dir] if isinstance(results_dir, (list, tuple)) else [Path(results_dir)]
+    if len(dirs) > 1 and out_dir is None:
+        raise ValueError(f"a report over {len(dirs)} results directories needs an output directory (--out)")
+    results, replicates, cfg, prov = load_stores(dirs)
+    rdir = ", ".join(map(str, dirs))
+    out = Path(out_dir) if out_dir is not None else dirs[0] / "report"
     rep_cfg = cfg.get("report") or {}
 
     results = stats.fill_keys(results)
     if results.empty:
-        raise ValueError(f"results directory {str(rdir)!r} holds an empty results.parquet")
+        raise ValueError(f"results directory {rdir!r} holds an empty results.parquet")
     variants = variant_order(results, cfg)
     check_variants(results, cfg, rdir)
     baseline = resolve_baseline(results, cfg, variants)
@@ -70,7 +72,7 @@ def make_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     comparison = stats.compare_to_baseline(metrics, baseline, n_boot=n_boot, seed=0)
     verd = stats.verdict(metrics, baseline, comparison=comparison)
     trials = stats.trial_table(results)
-    noise = label_noise_table(comparison)
+    noise = label_noise_table(comparison, metrics, baseline, n_boot)
 
     ctx = ReportContext(results=results, metrics=metrics, comparison=comparison, trials=trials, baseline=baseline,
                         variants=variants, groups=groups, taus=taus, noise=noise, n_boot=n_boot)

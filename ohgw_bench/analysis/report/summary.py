@@ -49,11 +49,11 @@ def _kl_table(ctx: ReportContext) -> list[dict]:
     return rows
 
 
-def summary(ctx: ReportContext, rdir: Path, cfg: dict, prov: dict, verd: pd.DataFrame, figures: dict) -> dict:
+def summary(ctx: ReportContext, rdir: str, cfg: dict, prov: dict, verd: pd.DataFrame, figures: dict) -> dict:
     taus = ctx.taus
     overall = verd[verd["criterion"] == "overall"]
     return {
-        "results_dir": str(rdir), "name": cfg.get("name", rdir.name),
+        "results_dir": rdir, "name": cfg.get("name", Path(rdir).name),
         "backend": cfg.get("backend") or _first(ctx.results["backend"]) or prov.get("backend"),
         "baseline": ctx.baseline, "variants": ctx.variants,
         "groups": [{"task": g[0], "scheduler": g[1]} for g in ctx.groups],

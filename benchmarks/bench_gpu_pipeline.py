@@ -6,11 +6,11 @@ Measured side by side in one run, printed one line per measurement and written t
   a. original  DataLoader over PIL images, torchvision ``RandAugment(2, 9)`` + RandomCrop(32, 4) +
             RandomHorizontalFlip + ToTensor + Normalize + Cutout, ResNet-20, SGD, batch 128,
             fp32, NCHW (what a typical reference script does; ``--original-workers`` loader processes).
-  b. ours   ``ohgw_bench.trainer.Trial`` on cifar10-resnet20 (uint8 data resident on the device,
+  b. ours   ``ohgw_bench.trial.trainer.Trial`` on cifar10-resnet20 (uint8 data resident on the device,
             batched augmentation, bf16 autocast + channels_last on CUDA).
   c. N concurrent Trials, one process each, started together behind a barrier: aggregate
             epochs/s vs one trial.
-  d. hyper-gradient cost vs a plain training step (``ohgw_bench.hgcost.measure``).
+  d. hyper-gradient cost vs a plain training step (``ohgw_bench.trial.hgcost.measure``).
 
 Both pipelines train on the same images (the task's stratified training split). The epoch time
 compared is the training pass (all ``n_train // 128`` steps, no evaluation); Trial's own
@@ -134,7 +134,7 @@ def make_task(size: str):
 
 
 def load_task_data(task, synthetic: bool):
-    from ohgw_bench.data import synthetic_arrays, task_data
+    from ohgw_bench.trial.data import synthetic_arrays, task_data
     if synthetic:
         per_class = -(-(task.n_train + task.n_val) // 10) + 2  # + slack: the split rounds per class
         return task_data(task, arrays=synthetic_arrays(per_class, max(1, -(-task.n_test // 10)), seed=0))
@@ -195,7 +195,7 @@ def bench_original(task, td, device, warmup: int, epochs: int, workers: int, max
     import torch.nn.functional as F
     import torchvision.transforms as T
 
-    from ohgw_bench.models import build_model
+    from ohgw_bench.trial.models import build_model
 
     x_hwc = td.train_x.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # the same images ours trains on
     y = td.train_y.cpu().numpy()
@@ -241,7 +241,7 @@ def bench_original(task, td, device, warmup: int, epochs: int, workers: int, max
 
 # ----------------------------------------------------------------------------- b. ours
 def bench_ours(task, td, device, warmup: int, epochs: int) -> dict:
-    from ohgw_bench.trainer import Trial
+    from ohgw_bench.trial.trainer import Trial
     trial = Trial(task, PSI, seed=0, data=td, device=device)
     train_s, event_s, rows = [], [], []
     for e in range(warmup + epochs):
@@ -251,7 +251,7 @@ def bench_ours(task, td, device, warmup: int, epochs: int) -> dict:
         if e >= warmup:
             train_s.append(row["train_time"])
             event_s.append(tm.seconds)
-    return {"pipeline": "ohgw_bench.trainer.Trial (device-resident uint8, batched augmentation"
+    return {"pipeline": "ohgw_bench.trial.trainer.Trial (device-resident uint8, batched augmentation"
                         + (", bf16 autocast, channels_last)" if device.type == "cuda" else ", fp32)"),
             "warmup_epochs": warmup, "timed_epochs": epochs, "steps_per_epoch": trial.steps_per_epoch,
             "epoch_s": spread(train_s),
@@ -268,7 +268,7 @@ def child_main(spec_path: str) -> int:
     import torch
     if spec["threads"] > 0:
         torch.set_num_threads(spec["threads"])
-    from ohgw_bench.trainer import Trial
+    from ohgw_bench.trial.trainer import Trial
     device = torch.device(spec["device"])
     task = make_task(spec["size"])
     td = load_task_data(task, spec["synthetic"])
@@ -338,7 +338,7 @@ def bench_concurrent(n: int, args, tmp: Path) -> dict:
 
 # ----------------------------------------------------------------------------- d. hyper-gradient cost
 def bench_hgcost(task, td, device, repeats: int, n_batches: int) -> dict:
-    from ohgw_bench.hgcost import measure
+    from ohgw_bench.trial.hgcost import measure
     psi = dict(PSI, label_smoothing=0.1)  # ε > 0 so ∂J/∂ε is not at its boundary
     out = measure(task, psi, 0, td, device, n_batches=n_batches, repeats=repeats)
     out["repeats"] = repeats
@@ -511,7 +511,7 @@ def main(argv=None) -> int:
     if args._child:
         return child_main(args._child)
     if args.pack_data:
-        from ohgw_bench.data import resolve_data_root
+        from ohgw_bench.trial.data import resolve_data_root
         print(json.dumps(pack_imagefolder(resolve_data_root(args.data_root), args.pack_data)))
         return 0
     if args.unpack_data:

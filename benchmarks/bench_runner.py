@@ -1,5 +1,5 @@
 """Real ASHA replicates with both trial runners side by side: Syne Tune's LocalBackend (one process per
-trial segment) and the persistent workers (ohgw_bench/persistent.py).
+trial segment) and the persistent workers (ohgw_bench/sweeps/backends/persistent.py).
 
 One run, the same sweep config and the same replicate seeds for both runners; replicates alternate
 between the runners (seed by seed, the order flipped every seed) so that a change in the machine's
@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from ohgw_bench.config import SweepConfig, seed_list
-    from ohgw_bench.persistent import WorkerPool
-    from ohgw_bench.sweep import run_real_replicate
+    from ohgw_bench.sweeps.backends.persistent import WorkerPool
+    from ohgw_bench.sweeps.backends.real import run_real_replicate
     try:
         seeds = seed_list(args.seeds)
     except ValueError as e:

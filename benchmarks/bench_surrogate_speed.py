@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ohgw_bench.config import load_sweep  # noqa: E402
-from ohgw_bench.sweep import run_sweep  # noqa: E402
+from ohgw_bench.sweeps.sweep import run_sweep  # noqa: E402
 
 
 def timed(cfg_path: str, scheduler: str, seeds: str, out: Path, workers: int) -> dict:

@@ -119,7 +119,7 @@ prep_data() {
     fi
     "$PY" benchmarks/bench_gpu_pipeline.py --unpack-data "$DEV/cifar10-jpeg75.pack.npz" --to "$OHGW_DATA" || return $?
   fi
-  "$PY" -c 'import time; t=time.time(); from ohgw_bench.data import load_cifar10; a=load_cifar10(); print({k: v.shape for k, v in a.items()}, f"{time.time()-t:.1f}s")'
+  "$PY" -c 'import time; t=time.time(); from ohgw_bench.trial.data import load_cifar10; a=load_cifar10(); print({k: v.shape for k, v in a.items()}, f"{time.time()-t:.1f}s")'
 }
 export -f prep_data; export PY DEV   # `timeout` runs programs, not shell functions: run it in a child bash
 step data 60 bash -c prep_data >>"$SUMMARY" 2>&1

@@ -28,7 +28,7 @@ def _load(p: Path) -> dict | None:
 
 
 def _fidelity(task: str) -> list[str]:
-    from ohgw_bench.fidelity import TARGETS, meets
+    from ohgw_bench.surrogate.fidelity import TARGETS, meets
     d = ROOT / "surrogates" / task
     fid = _load(d / "fidelity.json")
     if fid is None:
@@ -65,7 +65,7 @@ def _frontier(summ: dict, rel: Path) -> list[str]:
     """One line per scheduler: the oracle ceiling, the best rule a user can run, placebo, harm."""
     import pandas as pd
 
-    from ohgw_bench import frontier
+    from ohgw_bench.analysis import frontier
     t = pd.DataFrame(summ["frontier"])
     for c in ("reduction", "reduction_ci_low", "reduction_ci_high", "param", "step_median", "p_value"):
         t[c] = pd.to_numeric(t[c], errors="coerce")

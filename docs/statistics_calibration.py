@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ohgw_bench.results import write_json_atomic
-from ohgw_bench.stat_calibration import SyntheticLaw, run_study
+from ohgw_bench.analysis.stat_calibration import SyntheticLaw, run_study
+from ohgw_bench.store import write_json_atomic
 from ohgw_bench.textfmt import replace_block
 
 DOCS = Path(__file__).resolve().parent

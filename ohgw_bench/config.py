@@ -8,7 +8,9 @@ from typing import Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .stats import DEFAULT_TAU_QUANTILE
+# τ = this quantile of the baseline replicates' best val acc within the budget, so that about
+# three in four baseline replicates reach it: enough events for Kaplan–Meier medians and a spread.
+DEFAULT_TAU_QUANTILE = 0.25
 
 
 class _Strict(BaseModel):
@@ -61,7 +63,7 @@ class SweepConfig(_Strict):
     max_trials: Optional[int] = Field(None, ge=1)
     threads_per_trial: int = Field(1, ge=1)
     tuner_sleep_time: float = Field(0.5, ge=0)
-    # how real trial segments run: "persistent" (long-lived worker processes, persistent.py) or "local"
+    # how real trial segments run: "persistent" (long-lived worker processes, sweeps/backends/persistent.py) or "local"
     # (Syne Tune's LocalBackend, one process per segment). Unset: persistent for real sweeps; for
     # surrogate sweeps the runner whose start-up calibration the surrogate holds by default.
     runner: Optional[Literal["persistent", "local"]] = None

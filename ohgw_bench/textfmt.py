@@ -15,10 +15,15 @@ def _finite(x) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def fixed(x, digits: int = 4) -> str:
-    """``x`` with ``digits`` decimals; ``–`` for None, NaN or ±∞."""
+def fixed(x, digits: int = 4, missing: str = MISSING) -> str:
+    """``x`` with ``digits`` decimals; ``missing`` for None, NaN or ±∞."""
     v = _finite(x)
-    return MISSING if v is None else f"{v:.{digits}f}"
+    return missing if v is None else f"{v:.{digits}f}"
+
+
+def fixed_or_na(x, digits: int = 3) -> str:
+    """``fixed`` as the fidelity and verification tables write it: 3 decimals, ``n/a`` when missing."""
+    return fixed(x, digits, missing="n/a")
 
 
 def num(x, fmt: str = "{:.3g}") -> str:

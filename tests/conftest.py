@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ohgw_bench import space
-from ohgw_bench.data import synthetic_arrays, task_data
 from ohgw_bench.space import PSI_KEYS
 from ohgw_bench.tasks import get_task
+from ohgw_bench.trial.data import synthetic_arrays, task_data
 
 torch.set_num_threads(1)
 # Tests that read CIFAR-10 (slow and GPU ones) use the offline copy beside the checkout unless the
@@ -64,7 +64,7 @@ def synthetic_collection(n_configs=40, n_rep=10, n_seeds=3, epochs=27, n_hg=60, 
 
 @pytest.fixture(scope="session")
 def synthetic_surrogate_dir(tmp_path_factory):
-    from ohgw_bench.surrogate import fit_surrogate
+    from ohgw_bench.surrogate.fit import fit_surrogate
     d = tmp_path_factory.mktemp("sur")
     curves, hgs = synthetic_collection()
     curves.to_parquet(d / "curves.parquet")
@@ -78,7 +78,7 @@ def tiny_imagefolder(tmp_path_factory):
     """A CIFAR-10-shaped ImageFolder (30 train / 10 test JPEGs per class) for CLI and sweep tests."""
     from PIL import Image
 
-    from ohgw_bench.data import CLASSES
+    from ohgw_bench.trial.data import CLASSES
     root = tmp_path_factory.mktemp("cifar-tiny")
     arr = synthetic_arrays(30, 10, seed=3)
     for split in ("train", "test"):

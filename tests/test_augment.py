@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from ohgw_bench import augment
+from ohgw_bench.trial import augment
 
 
 @pytest.fixture(scope="module")

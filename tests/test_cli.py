@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from ohgw_bench.cli import main
+from ohgw_bench.cli.main import main
 
 VERBS = ["train", "hypergrad", "collect", "fit", "sweep", "report", "verify", "calibrate"]
 

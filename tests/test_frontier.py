@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohgw_bench import frontier, space
+from ohgw_bench import space
+from ohgw_bench.analysis import frontier
 from ohgw_bench.space import PSI_KEYS
 
 SPECS = {"placebo": "placebo:steps=1,batches=1",

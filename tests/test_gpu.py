@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from ohgw_bench import augment
-from ohgw_bench.hypergrad import BatchSource, hypergrad_batch, lookahead
-from ohgw_bench.models import build_model
+from ohgw_bench.trial import augment
+from ohgw_bench.trial.hypergrad import BatchSource, hypergrad_batch, lookahead
+from ohgw_bench.trial.models import build_model
 
 CUDA = torch.cuda.is_available()
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
@@ -133,7 +133,7 @@ def test_augment_batch_on_cuda_with_cuda_generator_ranges():
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_trial_one_epoch_cuda_bf16(tiny_task, tiny_data):
-    from ohgw_bench.trainer import Trial
+    from ohgw_bench.trial.trainer import Trial
     trial = Trial(tiny_task, PSI, seed=0, data=tiny_data, device=torch.device("cuda"),
                   warm_start="hypergradient:eta=1e-3,steps=1,rule=raw")
     assert trial.amp and trial.data.train_x.device.type == "cuda" and trial.data.train_x.dtype == torch.uint8
@@ -184,7 +184,7 @@ def test_lookahead_hypergradient_cuda_matches_cpu_float32():
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_hypergrad_batch_all_five_cuda_matches_cpu(tiny_task):
     """All five ∂J/∂ψ from one mini-batch (the m finite difference included), real augmentation."""
-    from ohgw_bench.data import synthetic_arrays, task_data
+    from ohgw_bench.trial.data import synthetic_arrays, task_data
     task = tiny_task.replace(resolution=16, cutout=8)
     td = task_data(task, arrays=synthetic_arrays(40, 10))
     torch.manual_seed(0)

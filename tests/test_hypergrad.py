@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from ohgw_bench import augment, space
-from ohgw_bench.hypergrad import BatchSource, M_STEP, hypergrad_batch, lookahead
-from ohgw_bench.models import build_model
+from ohgw_bench.trial import augment
+from ohgw_bench import space
+from ohgw_bench.trial.hypergrad import BatchSource, M_STEP, hypergrad_batch, lookahead
+from ohgw_bench.trial.models import build_model
 
 PSI = {"log10_lr": -1.0, "log10_wd": -3.0, "momentum": 0.9, "ra_magnitude": 9.0, "label_smoothing": 0.1}
 

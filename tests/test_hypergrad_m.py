@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ohgw_bench import augment, space
-from ohgw_bench.hypergrad import BatchSource, M_STEP, hypergrad_batch, lookahead
-from ohgw_bench.models import build_model
+from ohgw_bench import space
+from ohgw_bench.trial import augment
+from ohgw_bench.trial.hypergrad import BatchSource, M_STEP, hypergrad_batch, lookahead
+from ohgw_bench.trial.models import build_model
 
 M0 = 9
 PSI = {"log10_lr": 0.0, "log10_wd": -4.0, "momentum": 0.9, "ra_magnitude": float(M0), "label_smoothing": 0.1}

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohgw_bench.noise_ceiling import (ceiling_table, noise_ceiling, rerun_predictions, repeated_matrix,
-                                      seed_noise_dependence, summarize)
+from ohgw_bench.surrogate.noise_ceiling import (ceiling_table, noise_ceiling, rerun_predictions, repeated_matrix,
+                                                seed_noise_dependence, summarize)
 from ohgw_bench.space import PSI_KEYS
-from ohgw_bench.surrogate import logit, sigmoid, to_unit_array
+from ohgw_bench.surrogate.model import logit, sigmoid, to_unit_array
 
 EPOCHS = 9
 RUNGS = [1, 3, 9]
@@ -167,8 +167,8 @@ def test_heteroscedasticity_test_keeps_a_constant_noise_model():
 def test_fit_writes_the_ceiling_and_the_noise_test(tmp_path):
     from conftest import synthetic_collection
 
-    from ohgw_bench.cli import main
-    from ohgw_bench.surrogate import Surrogate
+    from ohgw_bench.cli.main import main
+    from ohgw_bench.surrogate.model import Surrogate
     # a 3-epoch task (rungs 1 and 3) keeps the cross-validated fits quick
     curves, hgs = synthetic_collection(n_configs=20, n_rep=8, epochs=3, n_hg=20, seed=1)
     curves.to_parquet(tmp_path / "curves.parquet")

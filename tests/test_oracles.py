@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 from ohgw_bench import space
-from ohgw_bench.cli import main
+from ohgw_bench.cli.main import main
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.simulate import SurrogateOracle
 from ohgw_bench.space import PSI_KEYS
-from ohgw_bench.surrogate import Surrogate
-from ohgw_bench.sweep import run_sweep
-from ohgw_bench.warmstart import WarmStart
+from ohgw_bench.surrogate.model import Surrogate
+from ohgw_bench.sweeps.backends.simulated import SurrogateOracle
+from ohgw_bench.sweeps.sweep import run_sweep
+from ohgw_bench.warmstart.spec import WarmStart
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ohgw_bench.overhead import startup_overhead, sweep_epoch_times
+from ohgw_bench.surrogate.overhead import startup_overhead, sweep_epoch_times
 
 REAL = Path(__file__).resolve().parents[1] / "surrogates" / "cifar10-mini" / "real-sweeps"
 A, B = str(REAL / "exp1-mini-real"), str(REAL / "verify-mini-pasha-real")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ohgw_bench.config import SweepConfig, load_sweep
-from ohgw_bench.sweep import ENTRY, run_real_replicate
+from ohgw_bench.sweeps.backends.real import ENTRY, run_real_replicate
 
 TASK = "cifar10-smoke"
 PSI = {"log10_lr": -1.0, "log10_wd": -3.3, "momentum": 0.9, "ra_magnitude": 9.0, "label_smoothing": 0.1}
@@ -37,7 +37,7 @@ def smoke_env(tiny_imagefolder, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool(smoke_env):
-    from ohgw_bench.persistent import WorkerPool
+    from ohgw_bench.sweeps.backends.persistent import WorkerPool
     p = WorkerPool(2, task=TASK, data_root=smoke_env, threads=1)
     p.wait_ready(timeout=300)
     yield p
@@ -50,7 +50,7 @@ def config(data_root, epochs, trial_seed=7, warm_start="none"):
 
 
 def backend_for(pool, path: Path, **kw):
-    from ohgw_bench.persistent import PersistentBackend
+    from ohgw_bench.sweeps.backends.persistent import PersistentBackend
     b = PersistentBackend(entry_point=ENTRY, pool=pool, **kw)
     b.set_path(str(path))
     return b
@@ -254,7 +254,7 @@ def _fake_store(d: Path, runner: str | None, overhead: float):
 
 
 def test_startup_calibration_per_runner(tmp_path):
-    from ohgw_bench.overhead import runner_of, startup_by_runner
+    from ohgw_bench.surrogate.overhead import runner_of, startup_by_runner
     _fake_store(tmp_path / "old", None, 9.0)          # written before runners were recorded: LocalBackend
     _fake_store(tmp_path / "pers", "persistent", 0.25)
     _fake_store(tmp_path / "loc", "local", 7.0)
@@ -271,7 +271,7 @@ def test_startup_calibration_per_runner(tmp_path):
 def test_surrogate_clock_follows_the_configured_runner(synthetic_surrogate_dir, tmp_path):
     import shutil
 
-    from ohgw_bench.surrogate import Surrogate
+    from ohgw_bench.surrogate.model import Surrogate
     sur = Surrogate.load(synthetic_surrogate_dir)     # no per-runner entry: its overhead is LocalBackend's
     assert sur.for_runner(None) is sur and sur.for_runner("local").startup_s == sur.startup_s
     with pytest.raises(ValueError, match=r"'runner'.*runner='persistent'"):
@@ -290,8 +290,8 @@ def test_simulated_sweep_uses_the_runner_calibration(synthetic_surrogate_dir, tm
 
     import pandas as pd
 
-    from ohgw_bench.surrogate import Surrogate
-    from ohgw_bench.sweep import run_sweep
+    from ohgw_bench.surrogate.model import Surrogate
+    from ohgw_bench.sweeps.sweep import run_sweep
     monkeypatch.setenv("OHGW_WORKERS", "1")
     d = tmp_path / "sur"
     shutil.copytree(synthetic_surrogate_dir, d)

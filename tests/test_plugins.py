@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from ohgw_bench import space
-from ohgw_bench.cli import main
+from ohgw_bench.cli.main import main
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.hypergrad import HGSample
 from ohgw_bench.space import PSI_KEYS
-from ohgw_bench.sweep import run_sweep
-from ohgw_bench.warmstart import WarmStart
+from ohgw_bench.sweeps.sweep import run_sweep
+from ohgw_bench.warmstart.oracles import HGSample
+from ohgw_bench.warmstart.spec import WarmStart
 
 PSI = {"log10_lr": -1.0, "log10_wd": -3.0, "momentum": 0.9, "ra_magnitude": 9.0, "label_smoothing": 0.1}
 EXAMPLE = "ohgw_bench.examples.warm_starts"

@@ -14,13 +14,15 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from ohgw_bench import ray_executor, space  # noqa: E402
+from ohgw_bench import space  # noqa: E402
 from ohgw_bench.config import SweepConfig  # noqa: E402
-from ohgw_bench.ray_executor import map_chunks, run_real_replicates_ray, syne_tune_gpus  # noqa: E402
-from ohgw_bench.simulate import chunks_of  # noqa: E402
 from ohgw_bench.space import PSI_KEYS  # noqa: E402
-from ohgw_bench.surrogate import Surrogate, fit_surrogate  # noqa: E402
-from ohgw_bench.sweep import consolidate, finished, replicates, run_sweep, write_units  # noqa: E402
+from ohgw_bench.surrogate.fit import fit_surrogate  # noqa: E402
+from ohgw_bench.surrogate.model import Surrogate  # noqa: E402
+from ohgw_bench.sweeps.executors import ray as ray_executor  # noqa: E402
+from ohgw_bench.sweeps.executors.ray import map_chunks, run_real_replicates_ray, syne_tune_gpus  # noqa: E402
+from ohgw_bench.sweeps.replicate import chunks_of, consolidate, finished, replicates, write_units  # noqa: E402
+from ohgw_bench.sweeps.sweep import run_sweep  # noqa: E402
 
 TASK, EPOCHS = "cifar10-mini", 27
 VARIANTS = {"baseline": "none", "ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw"}
@@ -142,7 +144,7 @@ def _dies_once_on_seed(marker, seed):
     """A chunk function (pickled by value: it is a closure) whose worker process dies the first time
     it meets ``seed``."""
     def chunk_fn(cfg_json, chunk):
-        from ohgw_bench.simulate import run_chunk
+        from ohgw_bench.sweeps.backends.simulated import run_chunk
         if any(s == seed for _, _, s in chunk) and not marker.exists():
             marker.write_text(str(os.getpid()))
             os._exit(1)
@@ -268,7 +270,7 @@ def test_real_replicate_whose_trials_all_failed_is_not_stored_on_ray(ray_local, 
 def test_syne_tune_rotates_trials_over_the_assigned_gpus_only(monkeypatch, tmp_path):
     from syne_tune.backend import LocalBackend
 
-    from ohgw_bench.sweep import ENTRY
+    from ohgw_bench.sweeps.backends.real import ENTRY
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # what Ray sets for a task given GPUs 3 and 5
     prepare, allocate = LocalBackend._prepare_for_schedule, LocalBackend._allocate_gpu
 

@@ -9,8 +9,8 @@ import pytest
 from syne_tune.backend.trial_status import Trial
 
 from ohgw_bench import space
-from ohgw_bench.schedulers import _pass_on, make_scheduler, xprime_from_result
 from ohgw_bench.space import PSI_KEYS, syne_tune_space
+from ohgw_bench.sweeps.schedulers import _pass_on, make_scheduler, xprime_from_result
 
 
 def _start(sched, tid):

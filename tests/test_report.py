@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from ohgw_bench.report import _resolve_baseline, make_report
-from ohgw_bench.results import REPLICATE_COLUMNS, conform, write_parquet_atomic
+from ohgw_bench.analysis.report.context import resolve_baseline as _resolve_baseline
+from ohgw_bench.analysis.report.make import make_report
 from ohgw_bench.space import PSI_KEYS
+from ohgw_bench.store import REPLICATE_COLUMNS, conform, write_parquet_atomic
 
 BUDGET = 100.0
 OHGW_SPEC = "hypergradient:eta=0.001,steps=1,rule=raw,batches=1"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.simulate import run_one
-from ohgw_bench.surrogate import Surrogate
+from ohgw_bench.surrogate.model import Surrogate
+from ohgw_bench.sweeps.backends.simulated import run_one
 
 
 def _gaps(sur, sleep):

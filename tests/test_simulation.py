@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from ohgw_bench import space, warmstart
+from ohgw_bench import space
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.simulate import run_one
-from ohgw_bench.surrogate import Surrogate
-from ohgw_bench.warmstart import WarmStart
+from ohgw_bench.surrogate.model import Surrogate
+from ohgw_bench.sweeps.backends.simulated import run_one
+from ohgw_bench.warmstart import calibration
+from ohgw_bench.warmstart.spec import WarmStart
 
 OHGW = "hypergradient:eta=1e-3,steps=1,rule=raw"
 
@@ -56,7 +57,7 @@ def test_random_sigma_is_eta_times_the_calibrated_mean_magnitude(tmp_path, monke
     cal = {"abs_hypergrad_mean": {"log10_lr": 2.0, "log10_wd": 0.5, "momentum": 4.0, "ra_magnitude": 10.0,
                                   "label_smoothing": 1.0}}
     (tmp_path / "toy.json").write_text(json.dumps(cal))
-    monkeypatch.setattr(warmstart, "CALIBRATION_DIR", tmp_path)
+    monkeypatch.setattr(calibration, "CALIBRATION_DIR", tmp_path)
     ws = WarmStart.parse("random:eta=1e-2")
     assert ws.random_sigma("toy").tolist() == pytest.approx([0.02, 0.005, 0.04, 0.1, 0.01])
     assert WarmStart(kind="random", sigma=(1, 2, 3, 4, 5)).random_sigma(None).tolist() == [1, 2, 3, 4, 5]

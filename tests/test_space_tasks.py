@@ -52,6 +52,6 @@ def test_registry_has_seed_tasks():
 
 
 def test_resnet20_parameter_count():
-    from ohgw_bench.models import build_model, count_params
+    from ohgw_bench.trial.models import build_model, count_params
     n = count_params(build_model("resnet20"))
     assert 0.26e6 < n < 0.29e6  # ≈0.27M (He et al.), option-B shortcuts add ~3k

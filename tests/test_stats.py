@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohgw_bench import stats
+from ohgw_bench.analysis import stats
 from ohgw_bench.space import PSI_KEYS
 
 
@@ -376,7 +376,7 @@ def test_parse_spec():
 
 # ---------------------------------------------------------------- calibration (fast version of docs/statistics.md)
 def test_verdict_test_holds_its_level_and_ci_covers_on_synthetic_censored_data():
-    from ohgw_bench.stat_calibration import SyntheticLaw, run_study
+    from ohgw_bench.analysis.stat_calibration import SyntheticLaw, run_study
     # 300 null experiments of 32 pairs, 25 % of the baseline censored: binomial sd of a 5 % rate is
     # 1.3 points, so a calibrated test lands in [1.5 %, 9 %] (±2.7 sd); the CI covers the truth (0).
     null = run_study(32, 300, 0.0, law=SyntheticLaw(), n_boot=300, seed=5)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohgw_bench import simulate
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.surrogate import Surrogate
-from ohgw_bench.sweep import _final_status, run_sweep
+from ohgw_bench.surrogate.model import Surrogate
+from ohgw_bench.sweeps.backends import simulated as simulate
+from ohgw_bench.sweeps.replicate import final_status as _final_status
+from ohgw_bench.sweeps.sweep import run_sweep
 
 VARIANTS = {"baseline": "none", "ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw"}
 
@@ -113,7 +114,7 @@ def _real_rows(status):
 
 
 def test_real_replicate_whose_trials_all_failed_is_not_stored(tmp_path, monkeypatch):
-    from ohgw_bench import sweep
+    from ohgw_bench.sweeps import sweep
 
     def fake(cfg, scheduler, variant, seed, workdir, pool=None):
         if seed == 1:
@@ -133,7 +134,7 @@ def test_real_replicate_whose_trials_all_failed_is_not_stored(tmp_path, monkeypa
 
 
 def test_real_replicate_without_results_is_not_stored(tmp_path, monkeypatch):
-    from ohgw_bench import sweep
+    from ohgw_bench.sweeps import sweep
     monkeypatch.setattr(sweep, "run_real_replicate",
                         lambda *a, **k: (pd.DataFrame(columns=["trial_id", "epoch", "val_acc", "status"]),
                                          {"wall_s": 30.0, "n_trials": 0}))

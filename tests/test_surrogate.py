@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from ohgw_bench import space
-from ohgw_bench.surrogate import Surrogate, SurrogateError
-from ohgw_bench.simulate import SurrogateOracle
-from ohgw_bench.warmstart import WarmStart
+from ohgw_bench.surrogate.model import Surrogate, SurrogateError
+from ohgw_bench.sweeps.backends.simulated import SurrogateOracle
+from ohgw_bench.warmstart.spec import WarmStart
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,8 @@ def test_fit_on_synthetic_data_recovers_ranking(synthetic_surrogate_dir):
     # the synthetic law has a clear optimum in lr: held-out fidelity must see it
     import pandas as pd
 
-    from ohgw_bench.fidelity import config_fidelity, heldout_split
-    from ohgw_bench.surrogate import fit_surrogate
+    from ohgw_bench.surrogate.fidelity import config_fidelity, heldout_split
+    from ohgw_bench.surrogate.fit import fit_surrogate
     curves = pd.read_parquet(synthetic_surrogate_dir / "curves.parquet")
     hgs = pd.read_parquet(synthetic_surrogate_dir / "hypergrads.parquet")
     train, held = heldout_split(curves, 0.25, seed=1)
@@ -128,7 +128,7 @@ def test_gp_closed_form_loo_equals_refits_without_each_point():
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
-    from ohgw_bench.surrogate import GP
+    from ohgw_bench.surrogate.model import GP
     rng = np.random.default_rng(0)
     X = rng.random((25, 3))
     y = np.sin(4 * X[:, 0]) + X[:, 1] + rng.normal(0, 0.1, 25)
@@ -154,8 +154,9 @@ def test_predictive_intervals_cover_held_out_configurations(synthetic_surrogate_
     test_surrogate_parts.py.)"""
     import pandas as pd
 
-    from ohgw_bench.fidelity import heldout_split
-    from ohgw_bench.surrogate import fit_surrogate, logit, to_unit_array
+    from ohgw_bench.surrogate.fidelity import heldout_split
+    from ohgw_bench.surrogate.fit import fit_surrogate
+    from ohgw_bench.surrogate.model import logit, to_unit_array
     curves = pd.read_parquet(synthetic_surrogate_dir / "curves.parquet")
     hgs = pd.read_parquet(synthetic_surrogate_dir / "hypergrads.parquet")
     train, held = heldout_split(curves, 0.25, seed=2)

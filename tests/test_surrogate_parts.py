@@ -7,7 +7,8 @@ import pytest
 
 from conftest import synthetic_collection
 from ohgw_bench.space import PSI_KEYS
-from ohgw_bench.surrogate import fit_noise, fit_surrogate, logit, sigmoid, to_unit_array
+from ohgw_bench.surrogate.fit import fit_noise, fit_surrogate
+from ohgw_bench.surrogate.model import logit, sigmoid, to_unit_array
 
 
 def test_fit_noise_recovers_offset_ar1_and_std():

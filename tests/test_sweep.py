@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from ohgw_bench.config import SweepConfig, load_sweep
-from ohgw_bench.results import COLUMNS
-from ohgw_bench.schedulers import SCHEDULERS, make_scheduler
 from ohgw_bench.space import PSI_KEYS, syne_tune_space
-from ohgw_bench.sweep import run_sweep
+from ohgw_bench.store import COLUMNS
+from ohgw_bench.sweeps.schedulers import SCHEDULERS, make_scheduler
+from ohgw_bench.sweeps.sweep import run_sweep
 
 VARIANTS = {"baseline": "none", "ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw"}
 

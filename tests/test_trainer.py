@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ohgw_bench.trainer import Trial
+from ohgw_bench.trial.trainer import Trial
 
 PSI = {"log10_lr": -1.0, "log10_wd": -3.3, "momentum": 0.9, "ra_magnitude": 9.0, "label_smoothing": 0.1}
 

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from ohgw_bench.config import SweepConfig
-from ohgw_bench.sweep import run_sweep
+from ohgw_bench.sweeps.sweep import run_sweep
 import pandas as pd
 
-from ohgw_bench.verify import band_share, ranking_consistency, run_verify
+from ohgw_bench.analysis.verify import band_share, ranking_consistency, run_verify
 
 
 def test_band_share_by_hand():
@@ -107,7 +107,7 @@ def test_verify_fails_when_the_real_curves_are_shifted(synthetic_surrogate_dir, 
 def test_verdict_agreement_counts_only_variants_with_enough_real_replicates(synthetic_surrogate_dir, fake_real,
                                                                             monkeypatch):
     """ohgw-3step has 2 real replicates (< min_real 4): its verdict is shown but must not decide."""
-    from ohgw_bench import verify
+    from ohgw_bench.analysis import verify
     monkeypatch.setenv("OHGW_WORKERS", "1")
     root, d = fake_real
     orig, seen = verify._verdicts, []
@@ -138,9 +138,9 @@ def test_verify_refuses_surrogate_store_as_real(synthetic_surrogate_dir, tmp_pat
 
 # ----------------------------------------------------------------------------- calibration vs verification
 def test_store_roles_flag_the_stores_the_time_model_was_fitted_on(synthetic_surrogate_dir, fake_real, tmp_path):
-    from ohgw_bench.results import store_record
-    from ohgw_bench.surrogate import Surrogate
-    from ohgw_bench.verify import store_roles
+    from ohgw_bench.store import store_record
+    from ohgw_bench.surrogate.model import Surrogate
+    from ohgw_bench.analysis.verify import store_roles
     _, d = fake_real
     other = tmp_path / "other"
     shutil.copytree(d, other)
@@ -163,8 +163,8 @@ def test_store_roles_flag_the_stores_the_time_model_was_fitted_on(synthetic_surr
 
 
 def test_config_level_figures_are_not_read_from_an_unchecked_json(synthetic_surrogate_dir, tmp_path):
-    from ohgw_bench.surrogate import Surrogate
-    from ohgw_bench.verify import config_level
+    from ohgw_bench.surrogate.model import Surrogate
+    from ohgw_bench.analysis.verify import config_level
     d = tmp_path / "sur"
     d.mkdir()
     for f in ("surrogate.npz", "surrogate.json"):  # the artifact alone: no curves to recompute from
@@ -197,7 +197,7 @@ def _store(d, name="a", task="cifar10-mini", budget_s=60, variants=None, seeds=(
 
 
 def test_load_real_merges_variants_and_seeds(tmp_path):
-    from ohgw_bench.verify import load_real
+    from ohgw_bench.analysis.verify import load_real
     a = _store(tmp_path / "a", seeds=(0, 1))
     b = _store(tmp_path / "b", variants={"ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw"}, seeds=(0, 1, 2))
     c = _store(tmp_path / "c", seeds=(2,))
@@ -216,7 +216,7 @@ def test_load_real_merges_variants_and_seeds(tmp_path):
     (dict(backend="surrogate"), r"is a 'surrogate' sweep; verify needs real replicates"),
 ])
 def test_load_real_refuses_stores_that_do_not_merge(tmp_path, other, match):
-    from ohgw_bench.verify import load_real
+    from ohgw_bench.analysis.verify import load_real
     a = _store(tmp_path / "a", seeds=(0, 1))
     b = _store(tmp_path / "b", **{"seeds": (7,), **other})
     with pytest.raises(ValueError, match=match):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from ohgw_bench import space
-from ohgw_bench.hypergrad import HGSample
 from ohgw_bench.space import PSI_KEYS
-from ohgw_bench.warmstart import VARIANTS, WarmStart, from_variant
+from ohgw_bench.warmstart.oracles import HGSample
+from ohgw_bench.warmstart.spec import VARIANTS, WarmStart, from_variant
 
 PSI = {"log10_lr": -1.0, "log10_wd": -3.0, "momentum": 0.9, "ra_magnitude": 9.0, "label_smoothing": 0.1}
 

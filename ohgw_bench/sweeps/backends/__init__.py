@@ -1,0 +1,1 @@
+"""Backends run one replicate and return its rows; they never write the results store."""

@@ -95,6 +95,70 @@ def load(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame, di
     return pd.read_parquet(res), reps, cfg
 
 
+def read_json(p: Path) -> dict:
+    """A JSON file of a store ({} when absent; an 'error' entry when it does not parse)."""
+    try:
+        return json.loads(p.read_text()) if p.exists() else {}
+    except json.JSONDecodeError:
+        return {"error": f"{p.name} is not valid JSON"}
+
+
+def merge_stores(dirs: list[str | os.PathLike], must_agree: tuple[str, ...], defaults: dict | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict, list[dict]]:
+    """Several results stores read as one: (results, replicates, config, provenance, each store's config).
+
+    The config keys in ``must_agree`` must be equal in every store; a variant name must mean the same
+    spec everywhere; stores of different tasks must hold the same variants (tables over tasks compare
+    like with like); a replicate (task, scheduler, variant, seed) in two stores is an error. Variants
+    and schedulers are united in order of appearance. ``defaults`` fills keys that older stores' configs
+    lack. One store comes back as it is."""
+    dirs = [Path(d) for d in dirs]
+    loaded = [load(d) for d in dirs]
+    cfgs = [{**(defaults or {}), **(c or {})} for _, _, c in loaded]
+    if len(dirs) == 1:
+        results, replicates, _ = loaded[0]
+        return results, replicates, cfgs[0], read_json(dirs[0] / "provenance.json"), cfgs
+    first, d0 = cfgs[0], str(dirs[0])
+
+    def differs(key: str, d: Path, mine, theirs) -> ValueError:
+        return ValueError(f"config key {key!r} differs between stores: {str(d)!r} has {key}={mine!r}, the first "
+                          f"store has {theirs!r} ({d0!r}); stores read together must share it")
+
+    def tasks_of(res: pd.DataFrame, c: dict) -> pd.Series:
+        return res["task"].astype(str) if "task" in res.columns else pd.Series(str(c.get("task")), index=res.index)
+
+    variants: dict = {}
+    seen: dict[tuple, Path] = {}
+    for d, (res, _, _), c in zip(dirs, loaded, cfgs):
+        for k in must_agree:
+            if c.get(k) != first.get(k):
+                raise differs(k, d, c.get(k), first.get(k))
+        for v, spec in (c.get("variants") or {}).items():
+            if v in variants and variants[v] != spec:
+                raise differs(f"variants.{v}", d, spec, variants[v])
+            variants.setdefault(v, spec)
+        if c.get("task") != first.get("task") and set(c.get("variants") or {}) != set(first.get("variants") or {}):
+            raise differs("variants", d, sorted(c.get("variants") or {}), sorted(first.get("variants") or {}))
+        keys = set(zip(tasks_of(res, c), res["scheduler"].astype(str), res["variant"].astype(str),
+                       res["seed"].astype(int)))
+        for key in sorted(keys):
+            if key in seen:
+                raise ValueError(f"stores overlap: the same (scheduler, variant, seed) replicate appears twice: "
+                                 f"task {key[0]!r}, {key[1]}/{key[2]} seed {key[3]} is in {str(seen[key])!r} and "
+                                 f"{str(d)!r}")
+            seen[key] = d
+    tasks = list(dict.fromkeys(str(c.get("task")) for c in cfgs))
+    cfg = {**first, "name": " + ".join(str(c.get("name", d.name)) for d, c in zip(dirs, cfgs)),
+           "task": tasks[0] if len(tasks) == 1 else tasks, "variants": variants,
+           "schedulers": list(dict.fromkeys(s for c in cfgs for s in c.get("schedulers") or []))}
+    provs = [read_json(d / "provenance.json") for d in dirs]
+    prov = {**provs[0], "stores": [{"results_dir": str(d), "name": c.get("name"),
+                                    "git_revision": p.get("git_revision")} for d, c, p in zip(dirs, cfgs, provs)]}
+    results = pd.concat([r for r, _, _ in loaded], ignore_index=True)
+    replicates = pd.concat([r for _, r, _ in loaded], ignore_index=True)
+    return results, replicates, cfg, prov, cfgs
+
+
 def replicate_fingerprints(replicates: pd.DataFrame) -> list[str]:
     """One short hash per replicate of a real store: its key and the wall-clock it took (measured, so
     practically unique), so a replicate is recognised in any store that holds it, whatever the path."""

@@ -199,6 +199,27 @@ def test_two_stores_of_different_tasks_report_together_like_one_store(tmp_path):
     assert two["name"] == "tiny + tiny-noisy" and [s["name"] for s in two["provenance"]["stores"]] == ["tiny", "tiny-noisy"]
 
 
+def test_two_stores_of_one_task_with_different_arms_report_together_like_one_store(tmp_path):
+    # a variant run later, in its own sweep, is paired by seed with the baseline of an earlier one
+    both = write_store(tmp_path / "both")
+    base = write_store(tmp_path / "base", variants={"baseline": FINALS["baseline"]}, specs={"baseline": "none"})
+    var = write_store(tmp_path / "var", variants={"ohgw-1step": FINALS["ohgw-1step"]},
+                      specs={"ohgw-1step": OHGW_SPEC}, config_extra={"name": "tiny-var"})
+    one = make_report(both, show_progress=False, n_boot=100)["summary"]
+    two = make_report([base, var], out_dir=tmp_path / "out", show_progress=False, n_boot=100)["summary"]
+    assert two["tests"] == one["tests"] and len(two["tests"]) == 1
+    assert two["name"] == "tiny + tiny-var"
+
+
+def test_stores_of_different_tasks_must_hold_the_same_arms(tmp_path):
+    a = write_store(tmp_path / "a")
+    b = write_store(tmp_path / "b", variants={"baseline": FINALS["baseline"]}, specs={"baseline": "none"},
+                    tasks=("cifar10-mini-noise10",), config_extra={"task": "cifar10-mini-noise10"})
+    with pytest.raises(ValueError, match="config key 'variants' differs between stores"):
+        make_report([a, b], out_dir=tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_stores_that_cannot_be_reported_together_are_refused(tmp_path):
     a = write_store(tmp_path / "a")
     b = write_store(tmp_path / "b", tasks=("cifar10-mini-noise10",), config_extra={"budget_s": 2 * BUDGET})
@@ -206,6 +227,6 @@ def test_stores_that_cannot_be_reported_together_are_refused(tmp_path):
         make_report([a, b], show_progress=False)
     with pytest.raises(ValueError, match="config key 'budget_s' differs"):
         make_report([a, b], out_dir=tmp_path / "out", show_progress=False)
-    with pytest.raises(ValueError, match="task 'cifar10-mini' is in both"):
+    with pytest.raises(ValueError, match="replicate appears twice: task 'cifar10-mini'"):
         make_report([a, write_store(tmp_path / "c")], out_dir=tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out").exists()

@@ -254,3 +254,22 @@ def test_ranking_consistency_resolved_and_unresolved():
     unp = _metrics({"a": [50, 51, 52], "b": [80, 81, 82]}, seeds=None)
     unp.loc[unp.variant == "b", "seed"] += 10
     assert ranking_consistency(unp, same, keys)["pairs"][0]["paired"] is False
+
+
+def test_median_check_places_the_simulated_km_median_against_a_seed_bootstrap_ci():
+    from ohgw_bench.analysis.verify import median_check
+    real = pd.DataFrame({"t_tau_s": np.arange(10.0, 110.0, 10.0), "censored": False})   # median 50 (KM: 50)
+    near = pd.DataFrame({"t_tau_s": np.linspace(12.0, 100.0, 200), "censored": False})
+    far = near.assign(t_tau_s=near["t_tau_s"] + 200.0)
+    m = median_check(real, near, np.random.default_rng(0))
+    assert m["km_median_real"] == 50.0 and m["median_in_real_ci"]
+    lo, hi = m["km_median_real_ci"]
+    # a resample's KM median is one of the ten values; the CI cannot reach the extremes of 10 draws
+    assert 10.0 < lo <= 50.0 <= hi < 100.0
+    assert not median_check(real, far, np.random.default_rng(0))["median_in_real_ci"]
+    # half or more censored at the budget: the median is not reached, in the real and in the simulated arm
+    cens = pd.DataFrame({"t_tau_s": [30.0, 40.0, 120.0, 120.0, 120.0, 120.0], "censored": [False, False] + [True] * 4})
+    sim_cens = pd.DataFrame({"t_tau_s": [120.0] * 50, "censored": True})
+    mc = median_check(cens, sim_cens, np.random.default_rng(0))
+    assert mc["km_median_real"] == float("inf") and mc["km_median_real_ci"][1] == float("inf")
+    assert mc["median_in_real_ci"]

@@ -542,17 +542,14 @@ def paired_median_reduction(base_t, base_c, var_t, var_c, n_boot: int = 10000, s
     nan = float("nan")
     if n == 0:
         return MedianReduction(nan, nan, nan, nan, 0, 0, "no paired seeds")
-    mb, mv = float(km_quantile_batch(bt, bc)), float(km_quantile_batch(vt, vc))
-    why = [f"{name}: {int(c.sum())} of {n} replicates never reach τ, so its median T@τ is not estimable"
-           for name, m, c in (("baseline", mb, bc), ("variant", mv, vc)) if not math.isfinite(m)]
+    mb, mv, why = _km_medians(bt, bc, vt, vc)
     if why:
-        return MedianReduction(nan, nan, nan, nan, n, 0, "; ".join(why))
+        return MedianReduction(nan, nan, nan, nan, n, 0, why)
     est = float(_reduction(mb, mv))
     if n_boot <= 0:
         return MedianReduction(est, nan, nan, nan, n, 0, "")
     rng = np.random.default_rng(seed)
-    r = np.sort(_bootstrap_reductions(bt, bc, vt, vc, int(n_boot), rng))
-    k = max(1, int(math.ceil(alpha / 2 * n_boot)))
+    lo, hi = percentile_ci(_bootstrap_reductions(bt, bc, vt, vc, int(n_boot), rng), alpha)
     n_perm = int(n_boot if n_perm is None else n_perm)
     if 2 ** n <= n_perm:   # every assignment of the arms within pairs: the exact null distribution
         flip = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(bool)
@@ -569,7 +566,7 @@ def paired_median_reduction(base_t, base_c, var_t, var_c, n_boot: int = 10000, s
     above = int((null > obs + 1e-12).sum())
     ties = int(((np.abs(null - obs) <= 1e-12) | (np.isinf(null) & np.isinf(obs))).sum())
     p = (above + 0.5 * ties) / len(null)
-    return MedianReduction(est, float(r[k - 1]), float(r[n_boot - k]), float(p), n, int(n_boot), "")
+    return MedianReduction(est, lo, hi, float(p), n, int(n_boot), "")
 
 
 def _bootstrap_reductions(bt, bc, vt, vc, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -594,18 +591,34 @@ def reduction_difference(first, second, n_boot: int = 10000, seed: int = 0,
         bt, bc, vt, vc = _paired_arms(*arms)
         if bt.size == 0 or n_boot <= 0:
             return float("nan"), float("nan"), float("nan")
-        mb, mv = float(km_quantile_batch(bt, bc)), float(km_quantile_batch(vt, vc))
-        if not (math.isfinite(mb) and math.isfinite(mv)):
+        mb, mv, why = _km_medians(bt, bc, vt, vc)
+        if why:
             return float("nan"), float("nan"), float("nan")
         est.append(float(_reduction(mb, mv)))
         draws.append(_bootstrap_reductions(bt, bc, vt, vc, int(n_boot), rng))
     with np.errstate(invalid="ignore"):
-        d = np.sort(draws[1] - draws[0])
-    d = d[~np.isnan(d)]   # −inf − (−inf): both resamples lost the baseline median; no difference to order
+        d = draws[1] - draws[0]
+    # −inf − (−inf): both resamples lost the baseline median; no difference to order
+    return (est[1] - est[0], *percentile_ci(d[~np.isnan(d)], alpha))
+
+
+def _km_medians(bt, bc, vt, vc) -> tuple[float, float, str]:
+    """Both arms' KM median T@τ and, when either is not reached (half or more of the arm censored),
+    why the reduction between them is not estimable ("" when it is)."""
+    mb, mv = float(km_quantile_batch(bt, bc)), float(km_quantile_batch(vt, vc))
+    why = [f"{name}: {int(c.sum())} of {c.size} replicates never reach τ, so its median T@τ is not estimable"
+           for name, m, c in (("baseline", mb, bc), ("variant", mv, vc)) if not math.isfinite(m)]
+    return mb, mv, "; ".join(why)
+
+
+def percentile_ci(draws: np.ndarray, alpha: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap draws: the k-th smallest and k-th largest, k = ⌈(α/2)·n⌉
+    (NaN, NaN without draws)."""
+    d = np.sort(np.asarray(draws, float))
     if d.size == 0:
-        return est[1] - est[0], float("nan"), float("nan")
+        return float("nan"), float("nan")
     k = max(1, int(math.ceil(alpha / 2 * d.size)))
-    return est[1] - est[0], float(d[k - 1]), float(d[d.size - k])
+    return float(d[k - 1]), float(d[d.size - k])
 
 
 def _abs_log_ratio(med_base, med_var):

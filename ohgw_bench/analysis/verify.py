@@ -6,6 +6,7 @@ it reach the same verdict as real HPO?
 - HPO level: the real replicates against ≥200 surrogate replicates of the same sweep config: share of
   time points where the real median incumbent curve lies in the surrogate's 95 % band (the band of
   the median of as many replicates as the real sweep has), KS tests of T@τ and final test accuracy,
+  the simulated Kaplan–Meier median T@τ against a seed-bootstrap 95 % CI of the real one,
   agreement of the variants' ranking and of the verdict;
 - shift: the design-fitted surrogate scored on the configurations the real schedulers chose.
 """
@@ -19,7 +20,7 @@ import pandas as pd
 from scipy.stats import ks_2samp, spearmanr
 
 from ..space import PSI_KEYS
-from ..store import load, store_record, write_json_atomic
+from ..store import load, merge_stores, store_record, write_json_atomic
 from ..surrogate.fidelity import TARGETS, config_fidelity, fidelity_table, meets, noise_sections
 from ..surrogate.model import Surrogate, predictive_samples, to_unit_array
 from ..textfmt import fixed_or_na
@@ -148,34 +149,17 @@ def ranking_consistency(m_real: pd.DataFrame, m_sim: pd.DataFrame, keys: list[st
 
 # what the simulated sweep reproduces: stores that differ in any of these cannot be merged
 MERGE_KEYS = ("task", "budget_s", "budget_gpu_hours", "n_workers", "grace_period", "reduction_factor", "max_epochs",
-              "max_trials", "tuner_sleep_time")
+              "max_trials", "tuner_sleep_time", "runner")
 
 
 def load_real(real_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """One or more real results stores of the same task, budget and workers, merged: their
     (scheduler, variant) sets and seeds are united (a replicate present twice is an error)."""
-    frames, reps, cfg = [], [], None
-    for d in real_dirs:
-        r, rp, c = load(d)
+    # stores written before the 'runner' key existed ran real trials on LocalBackend
+    real, rep, cfg, _, cfgs = merge_stores(real_dirs, MERGE_KEYS, defaults={"runner": "local"})
+    for d, c in zip(real_dirs, cfgs):
         if c.get("backend") != "real":
             raise ValueError(f"--real {d!r} is a {c.get('backend')!r} sweep; verify needs real replicates")
-        if cfg is None:
-            cfg = dict(c)
-        else:
-            for k in MERGE_KEYS:
-                if c.get(k) != cfg.get(k):
-                    raise ValueError(f"--real {d!r} has {k}={c.get(k)!r}, the first store has {cfg.get(k)!r}")
-            for v, spec in c["variants"].items():
-                if v in cfg["variants"] and cfg["variants"][v] != spec:
-                    raise ValueError(f"--real {d!r} has variants.{v}={spec!r}, the first store has "
-                                     f"{cfg['variants'][v]!r}")
-            cfg["schedulers"] = sorted(set(cfg["schedulers"]) | set(c["schedulers"]))
-            cfg["variants"] = {**cfg["variants"], **c["variants"]}
-        frames.append(r)
-        reps.append(rp)
-    real, rep = pd.concat(frames, ignore_index=True), pd.concat(reps, ignore_index=True)
-    if rep.duplicated(["scheduler", "variant", "seed"]).any():
-        raise ValueError("--real stores overlap: the same (scheduler, variant, seed) replicate appears twice")
     return real, rep, cfg
 
 
@@ -270,7 +254,8 @@ def hpo_level(real: pd.DataFrame, real_reps: pd.DataFrame, sim: pd.DataFrame, si
             "ks_final_test_acc": ({"statistic": float(ks_a.statistic), "p": float(ks_a.pvalue)} if ks_a else None),
             "final_test_acc_median_real": float(fa.median()) if len(fa) else None,
             "final_test_acc_median_sim": float(fb.median()) if len(fb) else None,
-            "meets_band": bool(b["band_share"] >= BAND_TARGET), "enough_real": bool(b["n_real"] >= min_real)}
+            "meets_band": bool(b["band_share"] >= BAND_TARGET), "enough_real": bool(b["n_real"] >= min_real),
+            **median_check(mr, ms, rng)}
         if out is not None:
             _plot_band(out, key, grid, b, rc[key], sc[key])
     enough = [k for k, v in hpo.items() if v["enough_real"]]
@@ -287,6 +272,22 @@ def hpo_level(real: pd.DataFrame, real_reps: pd.DataFrame, sim: pd.DataFrame, si
                                if ver_real_checked else None)}
 
 
+def median_check(m_real: pd.DataFrame, m_sim: pd.DataFrame, rng: np.random.Generator, n_boot: int = 4000,
+                 alpha: float = 0.05) -> dict:
+    """The simulated KM median T@τ against a bootstrap 95 % CI of the real one: the real replicates
+    (seeds) resampled with replacement, each resample's KM median, percentile interval. ``inf`` is a
+    median not reached within the budget; a simulated median inside [low, high] passes."""
+    t, c = m_real["t_tau_s"].to_numpy(float), m_real["censored"].to_numpy(bool)
+    km_real = stats.km_summary(t, c).median
+    km_sim = stats.km_summary(m_sim["t_tau_s"], m_sim["censored"]).median
+    if t.size == 0:
+        return {"km_median_real": None, "km_median_sim": None, "km_median_real_ci": None, "median_in_real_ci": None}
+    idx = rng.integers(0, t.size, size=(n_boot, t.size))
+    lo, hi = stats.percentile_ci(stats.km_quantile_batch(t[idx], c[idx]), alpha)
+    return {"km_median_real": km_real, "km_median_sim": km_sim, "km_median_real_ci": [lo, hi],
+            "median_in_real_ci": bool(lo <= km_sim <= hi)}
+
+
 def overall_checks(res: dict, required: "tuple[str, ...] | None", min_real: int) -> dict:
     checks = {}
     cl = res.get("config_level") or {}
@@ -301,6 +302,7 @@ def overall_checks(res: dict, required: "tuple[str, ...] | None", min_real: int)
             checks[f"hpo/{k}/n_real>={min_real}"] = bool(hpo.get(k, {}).get("n_real", 0) >= min_real)
     for k in h["checked_variants"]:
         checks[f"hpo/{k}/band"] = hpo[k]["meets_band"]
+        checks[f"hpo/{k}/median_in_real_ci"] = hpo[k]["median_in_real_ci"]
     checks["hpo/ranking_consistent"] = h["ranking_consistency"]["agrees"]
     checks["hpo/verdict_agrees"] = h["verdict_agrees"]
     return checks
@@ -372,6 +374,11 @@ def _plot_band(out: Path, key, grid, b, real, sim) -> None:
 
 
 
+def _secs(x) -> str:
+    """Seconds with one decimal; a KM median that is not reached within the budget says so."""
+    return "not reached" if x == float("inf") else fixed_or_na(x, 1)
+
+
 def _markdown(res: dict) -> str:
     L = [f"# Verification of the surrogate `{res['surrogate']}` against real runs `{res['real']}`", "",
          f"Overall: **{'PASS' if res['pass'] else 'FAIL'}** (every figure against its target below).", ""]
@@ -390,15 +397,19 @@ def _markdown(res: dict) -> str:
     h = res["hpo_level"]
     L += ["## HPO level", "", f"τ = {res['tau']:.4f} (val accuracy).", "",
           "| scheduler/variant | n real | n sim | inside 95 % band (target ≥ 0.90) | per-replicate band | "
-          "median T@τ real / sim (s) | censored real / sim | KS T@τ (D, p) | KS final test acc (D, p) |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "median T@τ real / sim (s) | censored real / sim | KS T@τ (D, p) | KS final test acc (D, p) | "
+          "KM median T@τ real [95 % CI] / sim (s) | sim inside |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, v in h["per_variant"].items():
         ks_a = v["ks_final_test_acc"]
         L.append(f"| {k} | {v['n_real']} | {v['n_sim']} | {fixed_or_na(v['band_share'], 2)} ({v['meets_band']}) | "
                  f"{fixed_or_na(v['band_share_per_replicate'], 2)} | {fixed_or_na(v['t_tau_median_real'], 1)} / "
                  f"{fixed_or_na(v['t_tau_median_sim'], 1)} | {v['censored_real']} / {v['censored_sim']} | "
                  f"{fixed_or_na(v['ks_t_tau']['statistic'], 2)}, {fixed_or_na(v['ks_t_tau']['p'], 3)} | "
-                 + (f"{fixed_or_na(ks_a['statistic'], 2)}, {fixed_or_na(ks_a['p'], 3)} |" if ks_a else "n/a |"))
+                 + (f"{fixed_or_na(ks_a['statistic'], 2)}, {fixed_or_na(ks_a['p'], 3)} |" if ks_a else "n/a |")
+                 + (f" {_secs(v['km_median_real'])} [{_secs(v['km_median_real_ci'][0])}, "
+                    f"{_secs(v['km_median_real_ci'][1])}] / {_secs(v['km_median_sim'])} | "
+                    f"{v['median_in_real_ci']} |" if v.get("km_median_real_ci") else " n/a | n/a |"))
     L += ["", f"Checks use the variants with ≥ {h['min_real']} real replicates: {', '.join(h['checked_variants']) or 'none'}; "
           "the others are shown for information only.", "",
           f"Ranking by median T@τ (all variants) — real: {h['ranking_real']}; surrogate: {h['ranking_sim']}; "

@@ -2,7 +2,6 @@
 groups, and the context that every figure and table reads (``ReportContext``)."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...store import load
+from ...store import merge_stores
 from .. import frontier, stats
 
 _NOISE = re.compile(r"[-_]noise\d*$")
@@ -58,46 +57,16 @@ def time_unit(max_s: float) -> tuple[str, float]:
 
 
 # ---------------------------------------------------------------- stores, config, baseline, τ
-# Keys that must agree for stores to be reported together: the same arms, budget and τ rule.
-_SHARED_KEYS = ("variants", "budget_s", "n_workers", "report")
+# Keys that must agree for stores to be reported together: the same budget, workers and τ rule (and,
+# across tasks, the same arms: see store.merge_stores).
+_SHARED_KEYS = ("budget_s", "n_workers", "report")
 
 
 def load_stores(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
-    """(results, replicates, config, provenance) of one store, or of several stores over different
-    tasks; their configs must agree on ``_SHARED_KEYS`` (one-line error naming the key otherwise)."""
-    loaded = [load(d) for d in dirs]
-    if len(dirs) == 1:
-        results, replicates, cfg = loaded[0]
-        return results, replicates, cfg or {}, read_json(dirs[0] / "provenance.json")
-    owner: dict[str, Path] = {}
-    for d, (res, _, _) in zip(dirs, loaded):
-        for t in res["task"].astype(str).unique() if "task" in res.columns else []:
-            if t in owner:
-                raise ValueError(f"task {t!r} is in both {str(owner[t])!r} and {str(d)!r}; stores reported "
-                                 f"together must hold different tasks")
-            owner[t] = d
-    cfgs = [c or {} for _, _, c in loaded]
-    for k in _SHARED_KEYS:
-        for d, c in zip(dirs[1:], cfgs[1:]):
-            if c.get(k) != cfgs[0].get(k):
-                raise ValueError(f"config key {k!r} differs between {str(dirs[0])!r} ({cfgs[0].get(k)!r}) and "
-                                 f"{str(d)!r} ({c.get(k)!r}); stores reported together must share it")
-    cfg = {**cfgs[0], "name": " + ".join(str(c.get("name", d.name)) for d, c in zip(dirs, cfgs)),
-           "task": [c.get("task") for c in cfgs],
-           "schedulers": list(dict.fromkeys(s for c in cfgs for s in c.get("schedulers") or []))}
-    provs = [read_json(d / "provenance.json") for d in dirs]
-    prov = {**provs[0], "stores": [{"results_dir": str(d), "name": c.get("name"),
-                                    "git_revision": p.get("git_revision")} for d, c, p in zip(dirs, cfgs, provs)]}
-    results = pd.concat([r for r, _, _ in loaded], ignore_index=True)
-    replicates = pd.concat([r for _, r, _ in loaded], ignore_index=True)
+    """(results, replicates, config, provenance) of one store, or of several stores read as one: other
+    arms of the same task, or other tasks with the same arms (one-line error naming the key otherwise)."""
+    results, replicates, cfg, prov, _ = merge_stores(dirs, _SHARED_KEYS)
     return results, replicates, cfg, prov
-
-
-def read_json(p: Path) -> dict:
-    try:
-        return json.loads(p.read_text()) if p.exists() else {}
-    except json.JSONDecodeError:
-        return {"error": f"{p.name} is not valid JSON"}
 
 
 def as_float(x) -> float | None:
@@ -193,6 +162,9 @@ def label_noise_table(comparison: pd.DataFrame, metrics: pd.DataFrame, baseline:
         return pd.DataFrame()
     rows = []
     tasks = set(comparison["task"])
+    # every variant's replicates joined with their baseline partners once; arms looked up per row below
+    pairs = {k: g for k, g in stats.paired(metrics, baseline, ["t_tau_s", "censored"])
+             .groupby(["task", "scheduler", "variant"], sort=False)}
     for noisy in sorted(tasks):
         clean = _NOISE.sub("", noisy)
         if clean == noisy or clean not in tasks:
@@ -203,11 +175,8 @@ def label_noise_table(comparison: pd.DataFrame, metrics: pd.DataFrame, baseline:
             if c.empty:
                 continue
             c = c.iloc[0]
-            arms = []
-            for task in (clean, noisy):
-                m = metrics[(metrics["task"] == task) & (metrics["scheduler"] == r["scheduler"])]
-                pr = stats.paired(m[m["variant"].isin([baseline, r["variant"]])], baseline, ["t_tau_s", "censored"])
-                arms.append((pr["base_t_tau_s"], pr["base_censored"], pr["var_t_tau_s"], pr["var_censored"]))
+            arms = [(pr["base_t_tau_s"], pr["base_censored"], pr["var_t_tau_s"], pr["var_censored"])
+                    for pr in (pairs[(task, r["scheduler"], r["variant"])] for task in (clean, noisy))]
             diff = stats.reduction_difference(*arms, n_boot=n_boot, seed=0)
             rows.append({"scheduler": r["scheduler"], "variant": r["variant"], "clean_task": clean,
                          "noisy_task": noisy, "reduction_clean": c["reduction"], "n_clean": c["n"],

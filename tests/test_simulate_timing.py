@@ -30,3 +30,24 @@ def test_idle_time_between_trials_is_one_polling_tick_at_most(synthetic_surrogat
     assert np.all(idle >= -1e-6) and np.all(idle <= sleep + 0.25), idle
     if sleep == 5.0:
         assert idle.max() > 0.5  # the coarse tick is visible: the check above is not vacuous
+
+
+def test_modelled_decision_time_delays_every_start_by_that_much(synthetic_surrogate_dir, monkeypatch):
+    # a scheduler whose every suggest() is modelled at 3 s: each (re)started trial's first result comes
+    # 3 s later than the polling tick alone allows, and no earlier
+    import ohgw_bench.sweeps.backends.simulated as simulated
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    monkeypatch.setattr(simulated, "decision_time_model", lambda name: {"suggest": (3.0, 0.0)})
+    idle = _gaps(sur, 0.5)
+    assert len(idle) >= 3
+    assert np.all(idle >= 3.0 - 1e-6) and np.all(idle <= 3.0 + 0.5 + 0.25), idle
+
+
+def test_decision_time_calibration_models_only_schedulers_slower_than_a_polling_tick():
+    from ohgw_bench.sweeps.schedulers import DECISION_TIME_FILE, decision_time_model
+    import json
+    cal = json.loads(DECISION_TIME_FILE.read_text())
+    for name, entry in cal["schedulers"].items():
+        assert entry["modelled"] == (entry["replicate_cpu_s_median"] >= cal["measured"]["tuner_sleep_time"]), name
+        assert bool(decision_time_model(name)) == entry["modelled"]
+    assert decision_time_model("no-such-scheduler") == {}

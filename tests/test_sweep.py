@@ -170,3 +170,17 @@ def test_real_localbackend_sweep_kill_and_resume(tiny_imagefolder, tmp_path):
     assert not res.duplicated(["variant", "seed", "trial_id", "epoch"]).any()
     ohgw = res[res.variant == "ohgw-1step"]
     assert len(ohgw) and ohgw["hg_log10_lr"].notna().all() and (ohgw["xp_log10_lr"] != ohgw["x_log10_lr"]).all()
+
+
+def test_sweep_without_a_baseline_variant_finishes_and_says_why_there_is_no_report(synthetic_surrogate_dir,
+                                                                                  tmp_path):
+    # variants run later against an earlier baseline: the store is complete, its report needs the other store
+    cfg = sur_cfg(synthetic_surrogate_dir, tmp_path / "nobase", seeds="0:1").model_dump(mode="json")
+    cfg["variants"] = {"ohgw-1step": "hypergradient:eta=1e-3,steps=1,rule=raw"}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "ohgw_bench.cli", "sweep", str(p), "--no-progress"],
+                       env=dict(os.environ, OHGW_WORKERS="1"), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "no report: sweep config key 'variants' has no baseline" in r.stderr
+    assert (tmp_path / "nobase" / "results.parquet").exists() and not (tmp_path / "nobase" / "report").exists()

@@ -273,3 +273,16 @@ def test_median_check_places_the_simulated_km_median_against_a_seed_bootstrap_ci
     mc = median_check(cens, sim_cens, np.random.default_rng(0))
     assert mc["km_median_real"] == float("inf") and mc["km_median_real_ci"][1] == float("inf")
     assert mc["median_in_real_ci"]
+
+
+def test_clock_figures_per_replicate():
+    from ohgw_bench.analysis.verify import clock_figures
+    # seed 0: trial 0 runs epochs 1-3 (epoch time 2 s), trial 1 epoch 1 (4 s); seed 1: one trial, one epoch
+    res = pd.DataFrame({"scheduler": "asha", "variant": "baseline",
+                        "seed": [0, 0, 0, 0, 1], "trial_id": [0, 0, 0, 1, 0], "epoch": [1, 2, 3, 1, 1],
+                        "elapsed_s": [5.0, 7.0, 9.0, 11.0, 6.0], "epoch_time": [2.0, 2.0, 2.0, 4.0, 3.0],
+                        "val_acc": [0.1, 0.2, 0.25, 0.3, 0.15]})
+    c = clock_figures(res).set_index("seed")
+    assert c.loc[0, "trials"] == 2 and c.loc[0, "epochs"] == 4 and c.loc[0, "epoch_time_s"] == 2.0
+    assert c.loc[0, "top_rung"] == 3 and c.loc[0, "t_first_top_rung_s"] == 9.0 and c.loc[0, "final_best_val"] == 0.3
+    assert c.loc[1, "trials"] == 1 and c.loc[1, "t_first_top_rung_s"] == 6.0

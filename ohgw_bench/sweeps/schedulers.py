@@ -9,7 +9,9 @@ resumed trials go back to x.
 """
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Callable
 
 from ..space import PSI_KEYS
@@ -55,6 +57,28 @@ SCHEDULERS: dict[str, Callable] = {
 }
 
 ConfigHook = Callable[[dict, int], dict]
+
+# Measured compute time of the schedulers' own calls (benchmarks/bench_decision_time.py --write-calibration)
+DECISION_TIME_FILE = Path(__file__).resolve().parents[1] / "calibration" / "scheduler_decision_time.json"
+
+
+def decision_time_model(name: str) -> dict[str, tuple[float, float]]:
+    """The modelled compute time of scheduler ``name``'s calls, ``{call: (intercept_s, per_result_s)}``:
+    a call costs ``intercept_s + per_result_s × (results the scheduler has seen)``. Empty for a
+    scheduler whose measured decisions take less than one Tuner polling interval per replicate in all
+    (the simulated clock's resolution; see the calibration file's ``rule``), and when nothing was
+    measured."""
+    if not DECISION_TIME_FILE.exists():
+        return {}
+    try:
+        cal = json.loads(DECISION_TIME_FILE.read_text())
+        entry = cal["schedulers"].get(name) or {}
+        if not entry.get("modelled"):
+            return {}
+        return {call: (float(c["intercept_s"]), float(c["per_result_s"])) for call, c in entry["calls"].items()}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"scheduler decision-time calibration {str(DECISION_TIME_FILE)!r} is malformed "
+                         f"({type(e).__name__}: {e}); rerun benchmarks/bench_decision_time.py --write-calibration") from e
 
 
 def make_scheduler(name: str, config_space: dict, seed: int, grace_period: int = 1, reduction_factor: int = 3,

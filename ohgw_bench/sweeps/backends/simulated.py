@@ -11,7 +11,10 @@ Semantics kept from the real trials:
 - common random numbers: the curve noise, epoch times and hyper-gradient draws of trial i in
   replicate s come from streams keyed by (s, i, purpose), identical across variants, so paired
   variants differ only through the warm start;
-- the real scheduler's compute time is kept out of the simulated clock (bit-identical reruns);
+- the scheduler's own compute time is modelled, not measured (bit-identical reruns): where it matters
+  (DyHPO; ``schedulers.decision_time_model``) each call adds its modelled seconds to the simulated
+  clock before the next trial start or fetch, as a real sweep's free workers wait for the decision;
+  ASHA's and PASHA's decisions take under one polling interval per replicate and add nothing;
 - the Tuner's polling interval (``tuner_sleep_time``) is the real sweep's: the simulated clock
   advances by it whenever the Tuner waits, which is when real trials wait for the next poll.
 """
@@ -37,7 +40,7 @@ from ...surrogate.model import Surrogate
 from ...warmstart.oracles import HGSample
 from ...warmstart.spec import WarmStart, from_variant
 from ..replicate import final_status, seed_global_rngs
-from ..schedulers import make_scheduler
+from ..schedulers import decision_time_model, make_scheduler
 
 OBJECTIVES = ["val_acc", "test_acc", "elapsed_time", "epoch_time", "diverged"]
 
@@ -106,8 +109,13 @@ def _backend_class():
     from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
 
     class SurrogateBackend(UserBlackboxBackend):
+        pending_decision_s = 0.0   # modelled scheduler compute time not yet on the clock
+
         def _advance_by_outside_time(self):
-            pass  # the scheduler's own compute time must not leak into simulated time
+            # the modelled decision time, never the measured one: that would make reruns differ
+            if self.pending_decision_s > 0:
+                self._time_keeper.advance(self.pending_decision_s)
+            self.pending_decision_s = 0.0
 
         def _run_job_and_collect_results(self, trial_id, config=None):
             self.blackbox.current_trial_id = trial_id
@@ -152,6 +160,7 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     # default, 5 s, delayed every simulated (re)start by ~2.5 s against the 0.5 s real sweeps).
     backend = _backend_class()(blackbox=bb, elapsed_time_attr="elapsed_time", max_resource_attr="epochs",
                                tuner_sleep_time=max(cfg.tuner_sleep_time, 0.05))  # 0 would never advance
+    _charge_decisions(sched, backend, decision_time_model(scheduler))
     rows = []
 
     class Record(TunerCallback):
@@ -188,6 +197,25 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     df = df.merge(rec, on="trial_id", how="left", sort=False)
     df["plain_step_s"] = np.nan
     return df.drop(columns=["decision"]), {"wall_s": wall, "n_trials": int(df["trial_id"].nunique())}
+
+
+def _charge_decisions(sched, backend, model: dict[str, tuple[float, float]]) -> None:
+    """Wrap the scheduler's calls in ``model`` so that each adds ``a + b × results seen so far`` seconds
+    to ``backend.pending_decision_s`` (put on the simulated clock at the backend's next step)."""
+    if not model:
+        return
+    seen = [0]
+    for call in set(model) | {"on_trial_result"}:
+        fn = getattr(sched, call, None)
+        if fn is None:
+            continue
+        a, b = model.get(call, (0.0, 0.0))
+
+        def charged(*args, _fn=fn, _a=a, _b=b, _counts=(call == "on_trial_result"), **kw):
+            backend.pending_decision_s += _a + _b * seen[0]
+            seen[0] += _counts
+            return _fn(*args, **kw)
+        setattr(sched, call, charged)
 
 
 # ----------------------------------------------------------------------------- many replicates

@@ -5,7 +5,7 @@
 
 Sources (each optional; a missing one is said so in the block):
 - surrogates/<task>/fidelity.json         (``ohgw-bench fit``)
-- surrogates/<task>/verify/verify.json    (``ohgw-bench verify``)
+- surrogates/<task>/verify*/verify.json   (``ohgw-bench verify``; verify-heldout: real stores the surrogate never saw)
 - surrogates/<task>/reports/*/summary.json (``ohgw-bench report`` of shipped sweeps)
 """
 from __future__ import annotations
@@ -47,18 +47,25 @@ def _fidelity(task: str) -> list[str]:
 
 
 def _verify(task: str) -> list[str]:
-    v = _load(ROOT / "surrogates" / task / "verify" / "verify.json")
-    if v is None:
+    files = sorted((ROOT / "surrogates" / task).glob("verify*/verify.json"))
+    if not files:
         return [f"- `{task}`: not verified against real sweeps yet."]
-    failed = [k for k, ok in v["checks"].items() if ok is False]
-    per = v["hpo_level"]["per_variant"]
-    checked = [k for k, r in per.items() if r.get("enough_real")]
-    n_real = sorted({per[k]["n_real"] for k in checked})
-    return [f"- **Verification** ([verify.md](surrogates/{task}/verify/verify.md)): {len(v['checks'])} checks, "
-            f"overall **{'PASS' if v['pass'] else 'FAIL'}**"
-            + (f" (failed: {', '.join(f'`{k}`' for k in failed)})" if failed else "")
-            + f"; HPO-level checks on {', '.join(f'`{k}`' for k in checked)} "
-              f"({'/'.join(map(str, n_real))} real replicates each), τ = {fixed(v['tau'])}."]
+    out = []
+    for f in files:
+        v = _load(f)
+        rel = f.parent.relative_to(ROOT)
+        failed = [k for k, ok in v["checks"].items() if ok is False]
+        per = v["hpo_level"]["per_variant"]
+        checked = [k for k, r in per.items() if r.get("enough_real")]
+        n_real = sorted({per[k]["n_real"] for k in checked})
+        held = (v.get("stores") or {}).get("independent") is True
+        out.append(f"- **{'Held-out verification' if held else 'Verification'}** ([verify.md]({rel}/verify.md)"
+                   + ("; no real store in it calibrated the surrogate" if held else "") + f"): "
+                   f"{len(v['checks'])} checks, overall **{'PASS' if v['pass'] else 'FAIL'}**"
+                   + (f" (failed: {', '.join(f'`{k}`' for k in failed)})" if failed else "")
+                   + f"; HPO-level checks on {', '.join(f'`{k}`' for k in checked)} "
+                     f"({'/'.join(map(str, n_real))} real replicates each), τ = {fixed(v['tau'])}.")
+    return out
 
 
 def _frontier(summ: dict, rel: Path) -> list[str]:

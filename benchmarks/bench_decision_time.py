@@ -22,6 +22,7 @@ fitted on the other replicates (leave-one-out), printed beside the measured one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -47,23 +48,17 @@ CALLS = ("suggest", "on_trial_add", "on_trial_result", "on_trial_complete", "on_
 def instrumented(make, log: list):
     """``make_scheduler`` whose schedulers record (call, results seen before it, cpu_s, wall_s) for
     every call in ``CALLS``."""
+    @contextlib.contextmanager
+    def timed(call: str, seen: int):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            log.append((call, seen, time.thread_time() - c0, time.perf_counter() - w0))
+
     def wrapped(*args, **kwargs):
         sched = make(*args, **kwargs)
-        seen = [0]
-        for name in CALLS:
-            fn = getattr(sched, name, None)
-            if fn is None:
-                continue
-
-            def timed(*a, _fn=fn, _name=name, **k):
-                n = seen[0]
-                c0, w0 = time.thread_time(), time.perf_counter()
-                try:
-                    return _fn(*a, **k)
-                finally:
-                    log.append((_name, n, time.thread_time() - c0, time.perf_counter() - w0))
-                    seen[0] += _name == "on_trial_result"
-            setattr(sched, name, timed)
+        simulated.wrap_calls(sched, CALLS, timed)
         return sched
     return wrapped
 

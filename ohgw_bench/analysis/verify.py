@@ -122,6 +122,13 @@ def clock_figures(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _seed_bootstrap_ci(n: int, statistic, rng: np.random.Generator, n_boot: int,
+                       alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile CI of ``statistic(idx)`` over ``n_boot`` resamples of n replicates (seeds) with
+    replacement; ``idx`` is the (n_boot, n) index array, the statistic returns one value per row."""
+    return stats.percentile_ci(statistic(rng.integers(0, n, size=(n_boot, n))), alpha)
+
+
 def clock_comparison(c_real: pd.DataFrame, c_sim: pd.DataFrame, rng: np.random.Generator,
                      n_boot: int = 2000) -> dict:
     """Per figure: real and simulated medians over replicates, with a seed-bootstrap 95 % CI of the
@@ -129,8 +136,7 @@ def clock_comparison(c_real: pd.DataFrame, c_sim: pd.DataFrame, rng: np.random.G
     out = {}
     for k in CLOCK_FIGURES:
         r, q = c_real[k].to_numpy(float), c_sim[k].to_numpy(float)
-        boot = np.median(r[rng.integers(0, r.size, size=(n_boot, r.size))], axis=1)
-        lo, hi = stats.percentile_ci(boot, 0.05)
+        lo, hi = _seed_bootstrap_ci(r.size, lambda idx: np.median(r[idx], axis=1), rng, n_boot)
         sim_med = float(np.median(q))
         out[k] = {"real": float(np.median(r)), "real_ci": [lo, hi], "sim": sim_med, "inside": bool(lo <= sim_med <= hi)}
     return out
@@ -317,8 +323,7 @@ def median_check(m_real: pd.DataFrame, m_sim: pd.DataFrame, rng: np.random.Gener
     km_sim = stats.km_summary(m_sim["t_tau_s"], m_sim["censored"]).median
     if t.size == 0:
         return {"km_median_real": None, "km_median_sim": None, "km_median_real_ci": None, "median_in_real_ci": None}
-    idx = rng.integers(0, t.size, size=(n_boot, t.size))
-    lo, hi = stats.percentile_ci(stats.km_quantile_batch(t[idx], c[idx]), alpha)
+    lo, hi = _seed_bootstrap_ci(t.size, lambda idx: stats.km_quantile_batch(t[idx], c[idx]), rng, n_boot, alpha)
     return {"km_median_real": km_real, "km_median_sim": km_sim, "km_median_real_ci": [lo, hi],
             "median_in_real_ci": bool(lo <= km_sim <= hi)}
 

@@ -199,23 +199,38 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     return df.drop(columns=["decision"]), {"wall_s": wall, "n_trials": int(df["trial_id"].nunique())}
 
 
-def _charge_decisions(sched, backend, model: dict[str, tuple[float, float]]) -> None:
-    """Wrap the scheduler's calls in ``model`` so that each adds ``a + b × results seen so far`` seconds
-    to ``backend.pending_decision_s`` (put on the simulated clock at the backend's next step)."""
-    if not model:
-        return
+def wrap_calls(sched, calls, around) -> None:
+    """Route the scheduler's ``calls`` through ``around(call, results_seen)``, a context manager entered
+    around each call; ``results_seen`` counts the ``on_trial_result`` calls before this one (so
+    ``calls`` must include it for the count)."""
     seen = [0]
-    for call in set(model) | {"on_trial_result"}:
+    for call in calls:
         fn = getattr(sched, call, None)
         if fn is None:
             continue
-        a, b = model.get(call, (0.0, 0.0))
 
-        def charged(*args, _fn=fn, _a=a, _b=b, _counts=(call == "on_trial_result"), **kw):
-            backend.pending_decision_s += _a + _b * seen[0]
-            seen[0] += _counts
-            return _fn(*args, **kw)
-        setattr(sched, call, charged)
+        def wrapped(*args, _fn=fn, _call=call, **kw):
+            try:
+                with around(_call, seen[0]):
+                    return _fn(*args, **kw)
+            finally:
+                seen[0] += _call == "on_trial_result"
+        setattr(sched, call, wrapped)
+
+
+def _charge_decisions(sched, backend, model: dict[str, tuple[float, float]]) -> None:
+    """Each call in ``model`` adds ``a + b × results seen so far`` seconds to
+    ``backend.pending_decision_s`` (put on the simulated clock at the backend's next step)."""
+    if not model:
+        return
+
+    @contextlib.contextmanager
+    def charge(call: str, seen: int):
+        a, b = model.get(call, (0.0, 0.0))
+        backend.pending_decision_s += a + b * seen
+        yield
+
+    wrap_calls(sched, sorted(set(model) | {"on_trial_result"}), charge)
 
 
 # ----------------------------------------------------------------------------- many replicates

@@ -9,9 +9,9 @@ from ohgw_bench.surrogate.model import Surrogate
 from ohgw_bench.sweeps.backends.simulated import run_one
 
 
-def _gaps(sur, sleep):
+def _gaps(sur, sleep, runner=None):
     cfg = SweepConfig(name="t", task="cifar10-mini", backend="surrogate", surrogate="unused", schedulers=["asha"],
-                      seeds="0:1", n_workers=1, budget_s=150, tuner_sleep_time=sleep)
+                      seeds="0:1", n_workers=1, budget_s=150, tuner_sleep_time=sleep, runner=runner)
     df, _ = run_one(sur, cfg, "asha", "baseline", 3)
     df = df.sort_values("elapsed_s").reset_index(drop=True)
     switch = df["trial_id"].ne(df["trial_id"].shift()) & (df.index > 0)
@@ -30,6 +30,18 @@ def test_idle_time_between_trials_is_one_polling_tick_at_most(synthetic_surrogat
     assert np.all(idle >= -1e-6) and np.all(idle <= sleep + 0.25), idle
     if sleep == 5.0:
         assert idle.max() > 0.5  # the coarse tick is visible: the check above is not vacuous
+
+
+@pytest.mark.parametrize("sleep", [0.5, 5.0])
+def test_persistent_runner_wakes_on_the_next_event_instead_of_polling(synthetic_surrogate_dir, sleep):
+    # the persistent runner's Tuner waits for news, not for the polling tick: a freed worker starts the
+    # next segment within a few milliseconds whatever tuner_sleep_time is
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    idle = _gaps(sur, sleep, runner="persistent")
+    assert len(idle) >= 3
+    assert np.all(idle >= -1e-6) and np.all(idle <= 0.01), idle
+    # so at least as many (re)starts fit into the same budget as with the polling (LocalBackend) clock
+    assert len(idle) >= len(_gaps(sur, sleep, runner="local"))
 
 
 def test_modelled_decision_time_delays_every_start_by_that_much(synthetic_surrogate_dir, monkeypatch):

@@ -15,8 +15,12 @@ Semantics kept from the real trials:
   (DyHPO; ``schedulers.decision_time_model``) each call adds its modelled seconds to the simulated
   clock before the next trial start or fetch, as a real sweep's free workers wait for the decision;
   ASHA's and PASHA's decisions take under one polling interval per replicate and add nothing;
-- the Tuner's polling interval (``tuner_sleep_time``) is the real sweep's: the simulated clock
-  advances by it whenever the Tuner waits, which is when real trials wait for the next poll.
+- the Tuner's idle wait is the real runner's: with Syne Tune's LocalBackend (runner "local") the
+  real Tuner sleeps its polling interval (``tuner_sleep_time``), so the simulated clock advances by it
+  whenever the Tuner waits and a freed worker is only seen at the next poll; the persistent runner's
+  Tuner wakes on the next report or finished segment (``persistent.waking_tuner_class``; real gaps
+  from a segment's last result to the next start: 1-6 ms, p10-p90), so the simulated clock advances
+  to the next simulated event instead, at most by the polling interval.
 """
 from __future__ import annotations
 
@@ -132,9 +136,45 @@ def _backend_class():
     return SurrogateBackend
 
 
+# The persistent runner's reaction time on the simulated clock: its real gaps from a segment's last
+# result to the next start are 1-6 ms (p10-p90, 2 ms median, in the calibration store
+# persistent-mini-asha-real; workers busy 98.6 % of the budget), so each of
+# Syne Tune's simulated delays (start, stop, result, completion; 50 ms by default) and the Tuner's
+# shortest wake step are 1 ms, the step Syne Tune's simulator itself uses to move past an event.
+WAKE_S = 1e-3
+SIM_DELAYS = ("delay_on_trial_result", "delay_complete_after_final_report", "delay_complete_after_stop",
+              "delay_start", "delay_stop")
+
+
+def _waking_callback_class():
+    from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+
+    class WakingSimulatorCallback(SimulatorCallback):
+        """The persistent runner's Tuner on the simulated clock: an idle wait ends at the next event
+        (a result, a finished segment) instead of after the whole polling interval."""
+        def on_tuning_start(self, tuner):
+            super().on_tuning_start(tuner)
+            self._backend = tuner.trial_backend
+
+        def on_tuning_sleep(self, sleep_time: float):
+            heap = self._backend._simulator_state.event_heap  # (time, count, event), earliest first
+            now = self._time_keeper.time()
+            to_next = heap[0][0] - now if heap else self._tuner_sleep_time
+            self._time_keeper.advance(min(self._tuner_sleep_time, max(to_next, WAKE_S)))
+
+    return WakingSimulatorCallback
+
+
+def effective_runner(sur: Surrogate, runner: "str | None") -> str:
+    """The trial runner a simulation reproduces: the configured one, else the surrogate's default (the
+    first start-up calibration it holds; LocalBackend for artifacts that hold one)."""
+    return runner or next(iter(sur.meta.get("startup_s_by_runner") or {"local": None}))
+
+
 def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdir: str | None = None):
     """One simulated replicate. Returns (rows DataFrame, meta dict)."""
     from syne_tune import StoppingCriterion, Tuner
+    from syne_tune.backend.simulator_backend.simulator_backend import SimulatorConfig
     from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
     from syne_tune.tuner_callback import TunerCallback
 
@@ -158,8 +198,10 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     # The simulator advances its clock by ``tuner_sleep_time`` whenever the Tuner waits, so a freed
     # worker is only seen at the next tick; it must be the real sweeps' polling interval (Syne Tune's
     # default, 5 s, delayed every simulated (re)start by ~2.5 s against the 0.5 s real sweeps).
+    waking = effective_runner(sur, cfg.runner) == "persistent"
+    delays = ({"simulator_config": SimulatorConfig(**{k: WAKE_S for k in SIM_DELAYS})} if waking else {})
     backend = _backend_class()(blackbox=bb, elapsed_time_attr="elapsed_time", max_resource_attr="epochs",
-                               tuner_sleep_time=max(cfg.tuner_sleep_time, 0.05))  # 0 would never advance
+                               tuner_sleep_time=max(cfg.tuner_sleep_time, 0.05), **delays)  # 0 would never advance
     _charge_decisions(sched, backend, decision_time_model(scheduler))
     rows = []
 
@@ -170,6 +212,8 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
                          "epoch_time": result["epoch_time"], "diverged": int(result["diverged"]),
                          "decision": str(decision).split(".")[-1].upper()})
 
+    # the real Tuner's idle wait: LocalBackend sweeps poll, the persistent runner's Tuner wakes on news
+    clock_callback = _waking_callback_class() if waking else SimulatorCallback
     own_tmp = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="ohgw-sim-")
     os.environ["SYNETUNE_FOLDER"] = workdir
@@ -177,7 +221,7 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     tuner = Tuner(trial_backend=backend, scheduler=sched,
                   stop_criterion=StoppingCriterion(max_wallclock_time=cfg.replicate_budget_s,
                                                    max_num_trials_started=cfg.max_trials),
-                  n_workers=cfg.n_workers, sleep_time=0, callbacks=[SimulatorCallback(), Record()],
+                  n_workers=cfg.n_workers, sleep_time=0, callbacks=[clock_callback(), Record()],
                   results_update_interval=1e9, print_update_interval=1e9, save_tuner=False,
                   tuner_name=f"sim-{scheduler}-{variant}-{seed}", suffix_tuner_name=False)
     with contextlib.redirect_stdout(io.StringIO()):  # the Tuner prints a status table per replicate

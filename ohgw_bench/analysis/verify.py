@@ -88,6 +88,14 @@ def shift_fidelity(sur: Surrogate, real: pd.DataFrame, seed: int = 0) -> dict:
     return out
 
 
+def censored_median(t, axis=None):
+    """Median T@τ of replicates censored at one common budget (their t_tau_s is the budget): the
+    smallest time by which half of them reached τ (``inverted_cdf``), i.e. the Kaplan–Meier median
+    where it is reached and the budget where it is not (a lower bound, so rankings and differences stay
+    finite). One convention for the table, the ranking and the pairwise differences."""
+    return np.quantile(np.asarray(t, float), 0.5, axis=-1 if axis is None else axis, method="inverted_cdf")
+
+
 def _verdicts(results, reps, cfg, tau):
     m = stats.per_replicate_metrics(results, reps, tau)
     base = (cfg.get("report") or {}).get("baseline", "baseline")
@@ -95,7 +103,7 @@ def _verdicts(results, reps, cfg, tau):
     ver = stats.verdict(m, base, comparison=comp)
     ranking = {}
     for s, g in m.groupby("scheduler"):
-        med = g.groupby("variant")["t_tau_s"].median().sort_values(kind="stable")
+        med = g.groupby("variant")["t_tau_s"].agg(censored_median).sort_values(kind="stable")
         ranking[s] = med.index.tolist()
     overall = ver[ver["criterion"] == "overall"].set_index(["scheduler", "variant"])["pass"].to_dict()
     return m, ranking, {f"{k[0]}/{k[1]}": bool(v) for k, v in overall.items()}
@@ -143,7 +151,7 @@ def clock_comparison(c_real: pd.DataFrame, c_sim: pd.DataFrame, rng: np.random.G
 
 
 def ranking_consistency(m_real: pd.DataFrame, m_sim: pd.DataFrame, keys: list[str], seed: int = 0) -> dict:
-    """Pairwise check of the variants' order by median T@τ, per scheduler, over ``keys``
+    """Pairwise check of the variants' order by median T@τ (``censored_median``), per scheduler, over ``keys``
     ("scheduler/variant" with enough real replicates).
 
     For each pair, the real difference of median T@τ gets a bootstrap 95 % CI (paired on seeds when
@@ -156,7 +164,7 @@ def ranking_consistency(m_real: pd.DataFrame, m_sim: pd.DataFrame, keys: list[st
     rng = np.random.default_rng(seed)
 
     def med_diff(x, y, axis=-1):
-        return np.median(x, axis=axis) - np.median(y, axis=axis)
+        return censored_median(x, axis=axis) - censored_median(y, axis=axis)
 
     out = []
     by_s: dict[str, list[str]] = {}
@@ -287,7 +295,6 @@ def hpo_level(real: pd.DataFrame, real_reps: pd.DataFrame, sim: pd.DataFrame, si
         hpo[f"{s}/{v}"] = {
             "band_share": b["band_share"], "band_share_per_replicate": b["band_share_per_replicate"],
             "n_real": b["n_real"], "n_sim": b["n_sim"],
-            "t_tau_median_real": float(mr["t_tau_s"].median()), "t_tau_median_sim": float(ms["t_tau_s"].median()),
             "censored_real": int(mr["censored"].sum()), "censored_sim": int(ms["censored"].sum()),
             "ks_t_tau": {"statistic": float(ks_t.statistic), "p": float(ks_t.pvalue)},
             "ks_final_test_acc": ({"statistic": float(ks_a.statistic), "p": float(ks_a.pvalue)} if ks_a else None),
@@ -328,6 +335,18 @@ def median_check(m_real: pd.DataFrame, m_sim: pd.DataFrame, rng: np.random.Gener
             "median_in_real_ci": bool(lo <= km_sim <= hi)}
 
 
+def warmstart_gains(sur: Surrogate, sdir: Path, gains_dir: "str | Path | None") -> dict | None:
+    """The warm-start effect check (``surrogate.gains``) on the paired real runs in ``gains_dir``
+    (default ``sdir/gains``), scored with this surrogate; None when there are none."""
+    from ..surrogate.gains import gain_check
+    d = Path(gains_dir) if gains_dir is not None else sdir / "gains"
+    if not (d / "gains.parquet").exists():
+        if gains_dir is not None:
+            raise FileNotFoundError(f"--gains {str(d)!r} holds no gains.parquet (run `ohgw-bench gains` first)")
+        return None
+    return gain_check(sur, pd.read_parquet(d / "gains.parquet"), sur_dir=sdir) | {"path": str(d)}
+
+
 def overall_checks(res: dict, required: "tuple[str, ...] | None", min_real: int) -> dict:
     checks = {}
     cl = res.get("config_level") or {}
@@ -345,15 +364,20 @@ def overall_checks(res: dict, required: "tuple[str, ...] | None", min_real: int)
         checks[f"hpo/{k}/median_in_real_ci"] = hpo[k]["median_in_real_ci"]
     checks["hpo/ranking_consistent"] = h["ranking_consistency"]["agrees"]
     checks["hpo/verdict_agrees"] = h["verdict_agrees"]
+    g = res.get("gains") or {"meets": {"spearman": None, "sign_agreement": None}}  # None: not measured
+    checks["gains/spearman"] = g["meets"]["spearman"]
+    checks["gains/sign_agreement"] = g["meets"]["sign_agreement"]
     return checks
 
 
 def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None = None, sim_seeds: int = 200,
                sim_seed_start: int = 100_000, heldout_curves: str | None = None, progress: bool = True,
-               seed: int = 0, min_real: int = 10, required: "tuple[str, ...] | None" = REQUIRED) -> dict:
+               seed: int = 0, min_real: int = 10, required: "tuple[str, ...] | None" = REQUIRED,
+               gains_dir: str | None = None) -> dict:
     """``min_real``: variants with fewer real replicates are reported but enter no check (a median of
     two replicates says little); ``required``: "scheduler/variant" keys that must have ``min_real``
-    real replicates (those whose scheduler the real sweep ran)."""
+    real replicates (those whose scheduler the real sweep ran); ``gains_dir``: paired real runs of
+    ``ohgw-bench gains`` (default ``SURROGATE_DIR/gains``), scored against this surrogate."""
     from ..config import SweepConfig
     from ..sweeps.sweep import run_sweep
     sdir = Path(surrogate_dir)
@@ -384,6 +408,7 @@ def run_verify(surrogate_dir: str, real_dir: "str | list[str]", out: str | None 
     res["tau"] = h.pop("tau")
     res["hpo_level"] = h
     res["shift"] = shift_fidelity(sur, real, seed=seed)
+    res["gains"] = warmstart_gains(sur, sdir, gains_dir)
     res["checks"] = overall_checks(res, required, min_real)
     res["pass"] = all(v is True for v in res["checks"].values())
     write_json_atomic(res, out / "verify.json")
@@ -437,14 +462,13 @@ def _markdown(res: dict) -> str:
     h = res["hpo_level"]
     L += ["## HPO level", "", f"τ = {res['tau']:.4f} (val accuracy).", "",
           "| scheduler/variant | n real | n sim | inside 95 % band (target ≥ 0.90) | per-replicate band | "
-          "median T@τ real / sim (s) | censored real / sim | KS T@τ (D, p) | KS final test acc (D, p) | "
+          "censored real / sim | KS T@τ (D, p) | KS final test acc (D, p) | "
           "KM median T@τ real [95 % CI] / sim (s) | sim inside |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for k, v in h["per_variant"].items():
         ks_a = v["ks_final_test_acc"]
         L.append(f"| {k} | {v['n_real']} | {v['n_sim']} | {fixed_or_na(v['band_share'], 2)} ({v['meets_band']}) | "
-                 f"{fixed_or_na(v['band_share_per_replicate'], 2)} | {fixed_or_na(v['t_tau_median_real'], 1)} / "
-                 f"{fixed_or_na(v['t_tau_median_sim'], 1)} | {v['censored_real']} / {v['censored_sim']} | "
+                 f"{fixed_or_na(v['band_share_per_replicate'], 2)} | {v['censored_real']} / {v['censored_sim']} | "
                  f"{fixed_or_na(v['ks_t_tau']['statistic'], 2)}, {fixed_or_na(v['ks_t_tau']['p'], 3)} | "
                  + (f"{fixed_or_na(ks_a['statistic'], 2)}, {fixed_or_na(ks_a['p'], 3)} |" if ks_a else "n/a |")
                  + (f" {_secs(v['km_median_real'])} [{_secs(v['km_median_real_ci'][0])}, "
@@ -462,7 +486,7 @@ def _markdown(res: dict) -> str:
             + ("" if c[f]["inside"] else " *") if f in c else "n/a" for f in CLOCK_FIGURES) + " |")
     L += ["", f"Checks use the variants with ≥ {h['min_real']} real replicates: {', '.join(h['checked_variants']) or 'none'}; "
           "the others are shown for information only.", "",
-          f"Ranking by median T@τ (all variants) — real: {h['ranking_real']}; surrogate: {h['ranking_sim']}; "
+          f"Ranking by median T@τ (Kaplan–Meier; the budget where half never reach τ; all variants) — real: {h['ranking_real']}; surrogate: {h['ranking_sim']}; "
           f"strict agreement over the checked variants: {h['ranking_agrees_strict']}.", "",
           "Pairwise order (checked variants): the real difference of median T@τ (a − b) with its bootstrap 95 % CI; "
           "where the CI excludes 0 the surrogate must have the same sign, otherwise its difference must lie in the CI.", "",
@@ -480,5 +504,8 @@ def _markdown(res: dict) -> str:
               f"{s['n_results']} results of {s['n_trials']} real trials: Spearman {fixed_or_na(s['spearman_all'])}, "
               f"90 % coverage {fixed_or_na(s['coverage_90'])}, mean |error| {fixed_or_na(s['mean_abs_error'])}; per rung: "
               + ", ".join(f"epoch {e}: {fixed_or_na(v['spearman'])} (n={v['n']})" for e, v in s["per_rung"].items()), ""]
+    if "gains" in res:  # results written before the check existed lack the key
+        from ..surrogate.gains import gains_markdown
+        L += gains_markdown(res["gains"])
     L += ["## Checks", ""] + [f"- {k}: {v}" for k, v in res["checks"].items()]
     return "\n".join(L) + "\n"

@@ -26,6 +26,8 @@ def register(sub) -> None:
     v.add_argument("--require", default=None,
                    help="comma-separated scheduler/variant keys that must have --min-real real replicates "
                         f"(default {','.join(REQUIRED)}; only schedulers the real sweep ran)")
+    v.add_argument("--gains", default=None,
+                   help="paired real runs of `ohgw-bench gains` (default SURROGATE_DIR/gains, if it exists)")
     v.add_argument("--no-progress", action="store_true")
     v.set_defaults(fn=cmd_verify)
 
@@ -47,6 +49,6 @@ def cmd_verify(args) -> int:
             raise ValueError(f"--require entries are scheduler/variant, got {k!r}")
     res = run_verify(args.surrogate_dir, args.real, out=args.out, sim_seeds=args.sim_seeds,
                      heldout_curves=args.heldout_curves, progress=not args.no_progress, min_real=args.min_real,
-                     required=req)
+                     required=req, gains_dir=args.gains)
     print(json.dumps({"pass": res["pass"], "checks": res["checks"]}, indent=2))
     return 0

@@ -24,6 +24,19 @@ def register(sub) -> None:
                    help="a real sweep's results dir: start-up overhead and epoch times are fitted on its trials "
                         "(repeat to pool several sweeps run on the same machine and workers)")
     f.set_defaults(fn=cmd_fit)
+    g = sub.add_parser("gains", help="real paired runs with and without warm starts, against the surrogate's "
+                                     "predicted gains")
+    g.add_argument("surrogate_dir", help="e.g. surrogates/cifar10-mini")
+    g.add_argument("--configs", type=int, default=15, help="configurations of the gain design (default 15)")
+    g.add_argument("--variant", action="append", default=None, metavar="NAME=SPEC",
+                   help="a warm start to pair with the baseline (repeat; default: the frontier's raw-eta1, "
+                        "raw-eta10, norm-d0.3)")
+    g.add_argument("--design-seed", type=int, default=0)
+    g.add_argument("--workers", type=int, default=2)
+    g.add_argument("--out", default=None, help="default SURROGATE_DIR/gains")
+    g.add_argument("--check-only", action="store_true", help="no new runs: score the runs the directory holds")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(fn=cmd_gains)
 
 
 def cmd_collect(args) -> int:
@@ -99,4 +112,40 @@ def cmd_fit(args) -> int:
                                                    f"shipped model is refit on all data)"))
     print(json.dumps({k: v for k, v in fid.items() if not isinstance(v, dict)}, indent=2))
     print(f"wrote {d / 'surrogate.npz'}, {d / 'surrogate.json'}, {d / 'fidelity.md'}", file=sys.stderr)
+    return 0
+
+
+def cmd_gains(args) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..store import write_json_atomic
+    from ..surrogate.gains import DEFAULT_VARIANTS, collect_gains, gain_check, gains_markdown
+    from ..surrogate.model import Surrogate
+    if args.configs < 1:
+        raise ValueError(f"--configs must be >= 1, got {args.configs}")
+    variants = dict(DEFAULT_VARIANTS)
+    if args.variant:
+        variants = {}
+        for item in args.variant:
+            name, eq, spec = item.partition("=")
+            if not eq or not name.strip() or not spec.strip():
+                raise ValueError(f"--variant must be NAME=SPEC, got {item!r}")
+            variants[name.strip()] = spec.strip()
+    sur = Surrogate.load(args.surrogate_dir)
+    out = Path(args.out or Path(args.surrogate_dir) / "gains")
+    if args.check_only:
+        if not (out / "gains.parquet").exists():
+            raise FileNotFoundError(f"--check-only: {out / 'gains.parquet'} does not exist")
+        runs = pd.read_parquet(out / "gains.parquet")
+    else:
+        runs = collect_gains(sur.task, out, variants, n_configs=args.configs, design_seed=args.design_seed,
+                             workers=args.workers, progress=not args.no_progress)
+    res = gain_check(sur, runs, sur_dir=args.surrogate_dir)
+    write_json_atomic(res, out / "gains.json")
+    (out / "gains.md").write_text("\n".join([f"# Warm-start gains: {sur.task}", ""] + gains_markdown(res)[2:]))
+    print(json.dumps({"final": res["final"], "meets": res["meets"], "collapses": res["collapses"]["n"]}, indent=2))
+    print(f"wrote {out / 'gains.md'}", file=sys.stderr)
     return 0

@@ -46,6 +46,11 @@ def _fidelity(task: str) -> list[str]:
             f"{fid['scheme']}: " + "; ".join(parts) + "."]
 
 
+def _artifact_checksum(sdir: Path) -> str:
+    from ohgw_bench.surrogate.model import Surrogate
+    return Surrogate.load(sdir).checksum
+
+
 def _verify(task: str) -> list[str]:
     files = sorted((ROOT / "surrogates" / task).glob("verify*/verify.json"))
     if not files:
@@ -55,6 +60,9 @@ def _verify(task: str) -> list[str]:
         v = _load(f)
         rel = f.parent.relative_to(ROOT)
         failed = [k for k, ok in v["checks"].items() if ok is False]
+        undecided = [k for k, ok in v["checks"].items() if ok is None]
+        sur_json = ROOT / "surrogates" / task / "surrogate.json"
+        stale = sur_json.exists() and v.get("surrogate_checksum") != _artifact_checksum(ROOT / "surrogates" / task)
         per = v["hpo_level"]["per_variant"]
         checked = [k for k, r in per.items() if r.get("enough_real")]
         n_real = sorted({per[k]["n_real"] for k in checked})
@@ -63,6 +71,8 @@ def _verify(task: str) -> list[str]:
                    + ("; no real store in it calibrated the surrogate" if held else "") + f"): "
                    f"{len(v['checks'])} checks, overall **{'PASS' if v['pass'] else 'FAIL'}**"
                    + (f" (failed: {', '.join(f'`{k}`' for k in failed)})" if failed else "")
+                   + (f" (not decided: {', '.join(f'`{k}`' for k in undecided)})" if undecided else "")
+                   + ("; **computed with an earlier fit of the surrogate**" if stale else "")
                    + f"; HPO-level checks on {', '.join(f'`{k}`' for k in checked)} "
                      f"({'/'.join(map(str, n_real))} real replicates each), τ = {fixed(v['tau'])}.")
     return out

@@ -154,7 +154,7 @@ def test_heteroscedasticity_test_detects_a_planted_dependence_on_the_effective_s
         assert v["lrt_eff_step"]["p_holm"] < 1e-3
         assert v["spearman_vs_eff_step"]["rho"] < 0 and v["spearman_vs_eff_step"]["p"] < 0.01
         assert v["std_ratio_p90_vs_p10"] < 1 / 1.5
-    assert dep["decision"].startswith("propose") and dep["rungs_with_dependence"] == RUNGS
+    assert dep["decision"].startswith("use a heteroscedastic") and dep["rungs_with_dependence"] == RUNGS
 
 
 def test_heteroscedasticity_test_keeps_a_constant_noise_model():

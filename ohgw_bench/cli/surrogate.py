@@ -86,15 +86,18 @@ def cmd_fit(args) -> int:
     # 1) fidelity: k-fold cross-validation over configurations (each scored by a fit that never saw it)
     from ..surrogate.fidelity import cv_parts, pooled_fidelity
     from ..surrogate.noise_ceiling import noise_ceiling, seed_noise_dependence
+    # seed noise that depends on ψ is modelled where the repeated seeds show it (the test's own rule)
+    dep = seed_noise_dependence(curves, task.milestones(), task.max_epochs)
+    het = bool(dep.get("rungs_with_dependence"))
     parts = cv_parts(curves, hgs, task.name, task.max_epochs, k=args.folds, seed=args.seed, rank=args.rank,
-                     startup_s=startup, time_data=time_data)
+                     startup_s=startup, time_data=time_data, heteroscedastic_noise=het)
     fid = pooled_fidelity(parts, seed=args.seed, k=args.folds)
     # the same folds' predictions beside what a rerun of each repeated configuration achieves
     fid["noise_ceiling"] = noise_ceiling(curves, parts, task.milestones(), task.max_epochs, seed=args.seed)
-    fid["seed_noise_vs_psi"] = seed_noise_dependence(curves, task.milestones(), task.max_epochs)
+    fid["seed_noise_vs_psi"] = dep
     # 2) the shipped artifact: refit on all data
     sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup,
-                        time_data=time_data)
+                        time_data=time_data, heteroscedastic_noise=het)
     sur.meta["fidelity_heldout"] = fid
     if by_runner:
         sur.meta["startup_s_by_runner"] = {r: v["median_s"] for r, v in by_runner.items()}

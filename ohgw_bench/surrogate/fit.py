@@ -42,6 +42,52 @@ def fit_noise(resid: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nda
     return std, corr, {"rho_offset": float(sigmoid(res.x[0])), "phi_ar1": float(sigmoid(res.x[1]))}
 
 
+def effective_step(psi: pd.DataFrame) -> np.ndarray:
+    """log10 of SGD's effective step lr/(1−μ)."""
+    return psi["psi_log10_lr"].to_numpy(float) - np.log10(1.0 - psi["psi_momentum"].to_numpy(float))
+
+
+def _loglik(theta, X, ss, dof):
+    # SS_c / σ_c² ~ χ²(dof_c) with log σ_c² = X θ: the seed-noise likelihood with each config's mean profiled out
+    ls2 = X @ theta
+    return float(np.sum(-0.5 * dof * ls2 - 0.5 * ss * np.exp(-ls2)))
+
+
+def lr_test(ss: np.ndarray, dof: np.ndarray, X: np.ndarray) -> dict:
+    """Likelihood-ratio test of log σ² = a + X·b (heteroscedastic) against log σ² = a (constant)."""
+    from scipy.optimize import minimize
+    from scipy.stats import chi2
+    a0 = float(np.log(ss.sum() / dof.sum()))  # the constant model's MLE, in closed form
+    X1 = np.column_stack([np.ones(len(ss)), X])
+    l0 = _loglik(np.array([a0]), X1[:, :1], ss, dof)
+    res = minimize(lambda t: -_loglik(t, X1, ss, dof), np.r_[a0, np.zeros(X.shape[1])], method="BFGS")
+    stat = max(2.0 * (-res.fun - l0), 0.0)
+    return {"statistic": float(stat), "df": int(X.shape[1]), "p": float(chi2.sf(stat, X.shape[1])),
+            "coef": res.x[1:].tolist(), "intercept": float(res.x[0])}
+
+
+def fit_noise_scale(Y: np.ndarray, groups: np.ndarray, psi_by_cfg: pd.DataFrame,
+                    noise_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Heteroscedastic seed noise: per epoch, log σ² = a + b·x with x the standardized log10 lr/(1−μ) of
+    the configuration, fitted by maximum likelihood on the repeated-seed configurations (``lr_test``).
+    Returns (E, 2) coefficients of the multiplier on ``noise_std`` (log m² = a − 2 log noise_std + b·x)
+    and (mean, std, min, max) of the repeated configurations' log10 lr/(1−μ): x is standardized with the
+    first two and clipped to the last two (no extrapolation beyond the measured range)."""
+    ids = np.unique(groups)
+    x = effective_step(psi_by_cfg.loc[ids])
+    ref = np.array([x.mean(), x.std(), x.min(), x.max()])
+    xs = ((x - ref[0]) / ref[1])[:, None]
+    df = pd.DataFrame(Y, index=groups)
+    g = df.groupby(level=0)
+    dof = (g.size().loc[ids] - 1).to_numpy(float)
+    ss = (g.var(ddof=1).loc[ids].to_numpy() * dof[:, None])
+    coef = np.zeros((Y.shape[1], 2))
+    for e in range(Y.shape[1]):
+        t = lr_test(ss[:, e], dof, xs)
+        coef[e] = [t["intercept"] - 2.0 * math.log(noise_std[e]), t["coef"][0]]
+    return coef, ref
+
+
 def _misfit_var(gps: list, basis: np.ndarray, trunc: np.ndarray, noise_std: np.ndarray,
                 n_seeds: np.ndarray, obs_var: list) -> np.ndarray:
     """Per epoch, the variance of the per-config mean curves' leave-one-out errors that neither the
@@ -61,12 +107,15 @@ def _misfit_var(gps: list, basis: np.ndarray, trunc: np.ndarray, noise_std: np.n
 
 def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, rank: int = 4,
                   seed: int = 0, startup_s: float = 0.0, config_ids: set | None = None,
-                  hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None) -> Surrogate:
+                  hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None,
+                  heteroscedastic_noise: bool = False) -> Surrogate:
     """Fit every part of the surrogate; ``config_ids``/``hg_config_ids`` restrict the training data.
 
     ``time_data`` (columns psi_*, epoch, epoch_time): epoch times to fit the time model on instead of
     the collected curves' — e.g. a real sweep's, whose trials ran under the sweep's own load (n
-    workers on the machine), which is what simulated time must reproduce."""
+    workers on the machine), which is what simulated time must reproduce. ``heteroscedastic_noise``:
+    seed noise that depends on lr/(1−μ) (``fit_noise_scale``), where the data show it
+    (``noise_ceiling.seed_noise_dependence``)."""
     if config_ids is not None:
         curves = curves[curves["config_id"].isin(config_ids)]
     if hg_config_ids is not None:
@@ -74,7 +123,7 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
     div_runs = curves.groupby(["config_id", "seed"]).agg(div=("diverged", "max"), n=("epoch", "max"))
     ok = curves.merge(div_runs[(div_runs["div"] == 0) & (div_runs["n"] >= epochs)].reset_index()[["config_id", "seed"]])
     psi_by_cfg = curves.groupby("config_id")[[f"psi_{k}" for k in PSI_KEYS]].first()
-    curve, meta = _fit_curves(ok, psi_by_cfg, task_name, epochs, rank, seed)
+    curve, meta = _fit_curves(ok, psi_by_cfg, task_name, epochs, rank, seed, heteroscedastic_noise)
     tsrc = curves if time_data is None else time_data
     div_coef, n_div = _fit_divergence(div_runs, psi_by_cfg)
     hg, hg_meta = _fit_hypergrads(hgs, seed)
@@ -87,7 +136,7 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
 
 
 def _fit_curves(ok: pd.DataFrame, psi_by_cfg: pd.DataFrame, task_name: str, epochs: int, rank: int,
-                seed: int) -> tuple[dict, dict]:
+                seed: int, heteroscedastic_noise: bool = False) -> tuple[dict, dict]:
     """The mean-curve model (SVD basis, one GP per component, misfit variance) and the seed-noise model,
     from complete non-diverged runs; returns the Surrogate's fields and their meta."""
     V = _curve_matrix(ok, epochs)
@@ -124,6 +173,11 @@ def _fit_curves(ok: pd.DataFrame, psi_by_cfg: pd.DataFrame, task_name: str, epoc
     misfit_var = _misfit_var(curve_gps, basis, C - scores @ basis, noise_std, n_seeds, obs_var)
     fields = dict(curve_gps=curve_gps, basis=basis, curve_mean=curve_mean, noise_std=noise_std,
                   noise_corr=noise_corr, misfit_var=misfit_var)
+    if heteroscedastic_noise:
+        fields["noise_scale_coef"], fields["noise_scale_ref"] = fit_noise_scale(Y[rep], cfg_ids[rep], psi_by_cfg,
+                                                                                noise_std)
+        noise_info = {**noise_info, "heteroscedastic": "log σ² linear in log10 lr/(1-μ), per epoch",
+                      "scale_slope_per_epoch": fields["noise_scale_coef"][:, 1].round(4).tolist()}
     meta = {"n_runs": int(len(V)), "n_configs": int(means.shape[0]), "n_repeated_configs": int((counts >= 2).sum()),
             "seeds_per_repeated_config": int(counts.max()), "svd_rank": rank, "svd_explained": explained,
             "noise": noise_info, "misfit_std_final_epoch": float(np.sqrt(misfit_var[-1]))}

@@ -167,6 +167,10 @@ class Surrogate:
     hg_logsd_gp: GP              # ψ -> log std over batches (5)
     hg_batch_seconds: float      # real cost of one hyper-gradient batch (all five components)
     meta: dict
+    # heteroscedastic seed noise (``fit.fit_noise_scale``; None: constant): (epochs, 2) coefficients of
+    # log multiplier² on noise_std, linear in the standardized log10 lr/(1−μ); (4,) its reference
+    noise_scale_coef: "np.ndarray | None" = None
+    noise_scale_ref: "np.ndarray | None" = None
     # sha256 of surrogate.json's content (which names the npz's sha256): identifies the whole artifact
     checksum: str = ""
     # what simulations depend on: the arrays, the scalars and the per-runner start-up calibration,
@@ -263,12 +267,26 @@ class Surrogate:
     def p_diverge(self, U: np.ndarray) -> np.ndarray:
         return sigmoid(self.div_coef[0] + U @ self.div_coef[1:])
 
+    def noise_scale(self, U: np.ndarray) -> np.ndarray:
+        """(n, epochs) multipliers of ``noise_std`` at unit-cube points U: 1 for a constant seed-noise
+        model, else exp(½(a_e + b_e·x)) with x the standardized log10 lr/(1−μ), clipped to the range the
+        noise model was fitted on."""
+        U = np.atleast_2d(U)
+        if self.noise_scale_coef is None:
+            return np.ones((len(U), self.epochs))
+        psi = [space.from_unit(u) for u in U]
+        x = np.array([p["log10_lr"] - math.log10(1.0 - p["momentum"]) for p in psi])
+        mean, std, lo, hi = self.noise_scale_ref
+        xs = (np.clip(x, lo, hi) - mean) / std
+        c = self.noise_scale_coef
+        return np.exp(0.5 * (c[None, :, 0] + c[None, :, 1] * xs[:, None]))
+
     def sample_run(self, psi: dict, rng: np.random.Generator) -> dict:
         """One simulated full-budget run at ψ: val/test accuracy and epoch times for every epoch."""
         U = space.to_unit(psi)[None]
         mu = self.mean_logit_curve(U)[0]
         chol = np.linalg.cholesky(self.noise_corr + 1e-9 * np.eye(self.epochs))
-        z = chol @ rng.standard_normal(self.epochs) * self.noise_std
+        z = chol @ rng.standard_normal(self.epochs) * self.noise_std * self.noise_scale(U)[0]
         val_logit = mu + z
         test_logit = self.test_coef[0] + self.test_coef[1] * val_logit + rng.standard_normal() * self.test_resid_std
         lt = self.epoch_log_time(U)[0] + self.time_sigma * rng.standard_normal(self.epochs)
@@ -319,6 +337,8 @@ class Surrogate:
         arrays = {"basis": self.basis, "curve_mean": self.curve_mean, "noise_std": self.noise_std,
                   "noise_corr": self.noise_corr, "misfit_var": self.misfit_var, "test_coef": self.test_coef,
                   "time_coef": self.time_coef, "div_coef": self.div_coef}
+        if self.noise_scale_coef is not None:
+            arrays.update(noise_scale_coef=self.noise_scale_coef, noise_scale_ref=self.noise_scale_ref)
         for i, g in enumerate(self.curve_gps):
             arrays.update(g.to_arrays(f"curve_gp{i}"))
         arrays.update(self.hg_mean_gp.to_arrays("hg_mean_gp"))
@@ -376,7 +396,8 @@ class Surrogate:
                    first_epoch_extra=float(s["first_epoch_extra"]), startup_s=float(s["startup_s"]),
                    div_coef=z["div_coef"], hg_mean_gp=GP.from_arrays(z, "hg_mean_gp"),
                    hg_logsd_gp=GP.from_arrays(z, "hg_logsd_gp"), hg_batch_seconds=float(s["hg_batch_seconds"]),
-                   meta=s.get("meta", {}), checksum=content, content_checked="content_sha256" in s,
+                   meta=s.get("meta", {}), noise_scale_coef=z.get("noise_scale_coef"),
+                   noise_scale_ref=z.get("noise_scale_ref"), checksum=content, content_checked="content_sha256" in s,
                    model_checksum=model_sha256(s))
 
 
@@ -386,7 +407,8 @@ def predictive_samples(sur: Surrogate, U: np.ndarray, n: int, rng: np.random.Gen
     + seed noise."""
     mu, sd = sur.predictive_logit(U)
     chol = np.linalg.cholesky(sur.noise_corr + 1e-9 * np.eye(sur.epochs))
-    z = rng.standard_normal((n, U.shape[0], sur.epochs)) @ chol.T * sur.noise_std
+    scale = sur.noise_scale(U)[None] if getattr(sur, "noise_scale_coef", None) is not None else 1.0
+    z = rng.standard_normal((n, U.shape[0], sur.epochs)) @ chol.T * sur.noise_std * scale
     m = rng.standard_normal((n, U.shape[0], 1)) * sd[None] if include_model else 0.0
     return sigmoid(mu[None] + m + z)
 

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2, norm, spearmanr
+from scipy.stats import norm, spearmanr
 from sklearn.metrics import r2_score
 
 from ..space import PSI_KEYS
 from ..textfmt import fixed_or_na
-from .fit import fit_noise
+from .fit import effective_step, fit_noise, lr_test
 from .model import logit, sigmoid, to_unit_array
 
 Z90 = float(norm.ppf(0.95))
@@ -256,29 +256,6 @@ def _at(d: dict, rung: int):
 
 
 # ----------------------------------------------------------------------------- seed noise vs ψ
-def effective_step(psi: pd.DataFrame) -> np.ndarray:
-    """log10 of SGD's effective step lr/(1−μ)."""
-    return psi["psi_log10_lr"].to_numpy(float) - np.log10(1.0 - psi["psi_momentum"].to_numpy(float))
-
-
-def _loglik(theta, X, ss, dof):
-    # SS_c / σ_c² ~ χ²(dof_c) with log σ_c² = X θ: the seed-noise likelihood with each config's mean profiled out
-    ls2 = X @ theta
-    return float(np.sum(-0.5 * dof * ls2 - 0.5 * ss * np.exp(-ls2)))
-
-
-def lr_test(ss: np.ndarray, dof: np.ndarray, X: np.ndarray) -> dict:
-    """Likelihood-ratio test of log σ² = a + X·b (heteroscedastic) against log σ² = a (constant)."""
-    from scipy.optimize import minimize
-    a0 = float(np.log(ss.sum() / dof.sum()))  # the constant model's MLE, in closed form
-    X1 = np.column_stack([np.ones(len(ss)), X])
-    l0 = _loglik(np.array([a0]), X1[:, :1], ss, dof)
-    res = minimize(lambda t: -_loglik(t, X1, ss, dof), np.r_[a0, np.zeros(X.shape[1])], method="BFGS")
-    stat = max(2.0 * (-res.fun - l0), 0.0)
-    return {"statistic": float(stat), "df": int(X.shape[1]), "p": float(chi2.sf(stat, X.shape[1])),
-            "coef": res.x[1:].tolist()}
-
-
 def seed_noise_dependence(curves: pd.DataFrame, rungs, epochs: int, alpha: float = 0.05,
                           min_ratio: float = 1.5) -> dict:
     """Does the per-configuration seed std (logit val accuracy, at each rung) depend on ψ?
@@ -337,7 +314,8 @@ def seed_noise_dependence(curves: pd.DataFrame, rungs, epochs: int, alpha: float
                     "lr/(1-μ)"),
            "per_rung": per}
     if hits:
-        out["decision"] = "propose a heteroscedastic seed-noise model (log σ linear in log10 lr/(1-μ)); not enabled"
+        out["decision"] = ("use a heteroscedastic seed-noise model: log σ² linear in log10 lr/(1-μ), fitted per "
+                           "epoch (`ohgw-bench fit` enables it)")
         out["rungs_with_dependence"] = sorted(hits)
     else:
         out["decision"] = "keep the constant seed-noise model"

@@ -78,7 +78,7 @@ def _verify(task: str) -> list[str]:
     return out
 
 
-def _frontier(summ: dict, rel: Path) -> list[str]:
+def _frontier(summ: dict, rel: Path, stale: bool = False) -> list[str]:
     """One line per scheduler: the oracle ceiling, the best rule a user can run, placebo, harm."""
     import pandas as pd
 
@@ -87,7 +87,8 @@ def _frontier(summ: dict, rel: Path) -> list[str]:
     for c in ("reduction", "reduction_ci_low", "reduction_ci_high", "param", "step_median", "p_value"):
         t[c] = pd.to_numeric(t[c], errors="coerce")
     lines = [f"- **What a one-shot warm start can buy** ([report]({rel}/report.md), {summ['backend']} backend, "
-             f"τ = {fixed(summ['tau'])}):"]
+             f"τ = {fixed(summ['tau'])}" + ("; **simulated with an earlier fit of the surrogate**" if stale else "")
+             + "):"]
     for sched in dict.fromkeys(t["scheduler"]):
         ts = t[t["scheduler"] == sched]
         n = sorted(set(ts["n"].astype(int)))
@@ -114,13 +115,24 @@ def _frontier(summ: dict, rel: Path) -> list[str]:
     return lines
 
 
+def _earlier_fit(summ: dict, task: str) -> bool:
+    """Whether a surrogate sweep's report was simulated with another model than the shipped artifact of
+    its task (``provenance.surrogate_sha256`` is the artifact's model checksum at simulation time)."""
+    prov = summ.get("provenance") or {}
+    sha = prov.get("surrogate_sha256")
+    if summ.get("backend") != "surrogate" or prov.get("task") != task or not isinstance(sha, str):
+        return False
+    from ohgw_bench.surrogate.model import Surrogate
+    return sha != Surrogate.load(ROOT / "surrogates" / task).model_checksum
+
+
 def _sweep_reports(task: str) -> list[str]:
     out = []
     for s in sorted((ROOT / "surrogates" / task / "reports").glob("*/summary.json")):
         summ = json.loads(s.read_text())
         rel = s.parent.relative_to(ROOT)
         if summ.get("frontier"):
-            out += _frontier(summ, rel)
+            out += _frontier(summ, rel, _earlier_fit(summ, task))
             continue
         rows = [r for r in summ["tests"]]
         verdict = {(r.get("task"), r["scheduler"], r["variant"]): r for r in summ["verdict"]
@@ -130,7 +142,8 @@ def _sweep_reports(task: str) -> list[str]:
         several = len(by_task) > 1
         tau = "τ per task" if several else f"τ = {fixed(summ['tau'])}"
         lines = [f"- **`{summ['name']}`** ([report]({rel}/report.md); {summ['backend']} backend, "
-                 f"{'/'.join(map(str, n))} paired seeds, {tau}):"]
+                 f"{'/'.join(map(str, n))} paired seeds, {tau}"
+                 + ("; **simulated with an earlier fit of the surrogate**" if _earlier_fit(summ, task) else "") + "):"]
         for r in rows:
             red = (f"undecidable ({r['undecidable']})" if r.get("undecidable") else
                    f"{pct(r['reduction'])} (95 % CI {pct(r['reduction_ci_low'])} to {pct(r['reduction_ci_high'])}, "

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ohgw_bench.config import SweepConfig, load_sweep
@@ -200,6 +201,19 @@ def test_short_asha_replicate_with_persistent_runner_promotes(pool, smoke_env, t
     assert (top.groupby("trial_id")["epoch"].apply(lambda e: sorted(e) == list(range(1, len(e) + 1)))).all()
     assert df["epoch"].max() == 3
     assert not df.duplicated(["trial_id", "epoch"]).any()
+    # every call the Tuner made into the scheduler is timed, with the results it had seen by then
+    calls = pd.DataFrame(meta["decisions"], columns=["call", "results_seen", "cpu_s", "wall_s"])
+    assert (calls["call"] == "suggest").sum() >= df["trial_id"].nunique()
+    assert (calls["call"] == "on_trial_result").sum() == len(df)
+    assert calls["results_seen"].is_monotonic_increasing
+    assert calls.loc[calls["call"] == "on_trial_result", "results_seen"].tolist() == list(range(len(df)))
+    assert (calls["wall_s"] >= 0).all() and (calls["cpu_s"] >= 0).all()
+    # and stored beside the unit's rows, which a resumed sweep deletes with it
+    from ohgw_bench.sweeps.replicate import finished_units, unit_files, write_units
+    write_units(tmp_path / "reps", cfg, [(("asha", "baseline", 0), df, meta)])
+    (rows, m), = finished_units(tmp_path / "reps")
+    stored = pd.read_parquet(unit_files(m)[3])
+    assert len(stored) == len(calls) and set(stored["scheduler"]) == {"asha"} and set(stored["seed"]) == {0}
 
 
 @pytest.mark.slow

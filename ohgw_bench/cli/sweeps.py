@@ -64,6 +64,11 @@ def cmd_sweep(args) -> int:
             print(f"no report: sweep config key 'variants' has no baseline ({e}); report it with a store of the "
                   f"same task that has one: ohgw-bench report {out} OTHER_STORE --out DIR", file=sys.stderr)
             return 0
+        if len(cfg.variants) < 2:
+            print(f"no report: sweep config key 'variants' has only {list(cfg.variants)}, nothing to compare with "
+                  f"it; report it with a store of the same task and seeds that has others: "
+                  f"ohgw-bench report {out} OTHER_STORE --out DIR", file=sys.stderr)
+            return 0
         rep = make_report(out, show_progress=not args.no_progress)
         print(f"report in {rep.get('out_dir', out / 'report')}", file=sys.stderr)
     return 0

@@ -150,8 +150,14 @@ def stale_reason(prov: dict | None, key: dict) -> str | None:
 
 
 def unit_files(meta: Path) -> list[Path]:
+    """rows, provenance, meta and (real replicates) the scheduler's timed calls; the meta file last
+    written marks the unit finished."""
     stem = meta.name.removesuffix(".meta.parquet")
-    return [meta.with_name(f"{stem}{ext}") for ext in (".parquet", ".provenance.json", ".meta.parquet")]
+    return [meta.with_name(f"{stem}{ext}") for ext in (".parquet", ".provenance.json", ".meta.parquet",
+                                                         ".decisions.parquet")]
+
+
+DECISION_COLUMNS = ["scheduler", "variant", "seed", "call", "results_seen", "cpu_s", "wall_s"]
 
 
 def read_unit_provenance(meta: Path) -> dict | None:
@@ -166,16 +172,21 @@ def write_units(rep_dir: Path, cfg: SweepConfig, results: list, prov: dict | Non
         return
     (s0, v0, seed0) = results[0][0]
     name = replicate_key(s0, v0, seed0) if len(results) == 1 else f"chunk__{replicate_key(s0, v0, seed0)}__n{len(results)}"
-    frames, metas = [], []
+    frames, metas, calls = [], [], []
     for (scheduler, variant, seed), df, meta in results:
         rows = _store_row_frame(df, cfg, scheduler, variant, seed)
         frames.append(rows)
+        if meta.get("decisions"):
+            calls.append(pd.DataFrame(meta["decisions"], columns=DECISION_COLUMNS[3:]).assign(
+                scheduler=scheduler, variant=variant, seed=seed)[DECISION_COLUMNS])
         metas.append({"variant": variant, "scheduler": scheduler, "seed": seed,
                       "n_trials": meta.get("n_trials", rows["trial_id"].nunique()), "n_results": len(rows),
                       "wall_s": meta.get("wall_s", np.nan), "budget_s": cfg.replicate_budget_s,
                       "n_workers": cfg.n_workers, "flops_total": meta.get("flops_total", np.nan)})
     write_parquet_atomic(pd.concat(frames, ignore_index=True), rep_dir / f"{name}.parquet")
     write_json_atomic(prov if prov is not None else unit_provenance(cfg), rep_dir / f"{name}.provenance.json")
+    if calls:
+        write_parquet_atomic(pd.concat(calls, ignore_index=True), rep_dir / f"{name}.decisions.parquet")
     write_parquet_atomic(conform(pd.DataFrame(metas), REPLICATE_COLUMNS), rep_dir / f"{name}.meta.parquet")
 
 

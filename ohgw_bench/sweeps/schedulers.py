@@ -9,8 +9,10 @@ resumed trials go back to x.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -170,3 +172,38 @@ def _pass_on(sched, trial, new_psi: dict) -> None:
             rec[tid] = dict(rec[tid], **upd)
         elif required:
             raise KeyError(f"searcher {type(sched.searcher).__name__} has no record of trial {tid} to update with x′")
+
+
+# the Tuner's calls into a scheduler, timed in real sweeps and charged in simulated ones
+DECISION_CALLS = ("suggest", "on_trial_add", "on_trial_result", "on_trial_complete", "on_trial_error", "on_trial_remove")
+
+
+def wrap_calls(sched, calls, around) -> None:
+    """Route the scheduler's ``calls`` through ``around(call, results_seen)``, a context manager entered
+    around each call; ``results_seen`` counts the ``on_trial_result`` calls before this one (so
+    ``calls`` must include it for the count)."""
+    seen = [0]
+    for call in calls:
+        fn = getattr(sched, call, None)
+        if fn is None:
+            continue
+
+        def wrapped(*args, _fn=fn, _call=call, **kw):
+            try:
+                with around(_call, seen[0]):
+                    return _fn(*args, **kw)
+            finally:
+                seen[0] += _call == "on_trial_result"
+        setattr(sched, call, wrapped)
+
+
+def call_timer(log: list):
+    """A context manager factory for ``wrap_calls`` appending (call, results seen, cpu_s, wall_s)."""
+    @contextlib.contextmanager
+    def timed(call: str, seen: int):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            log.append((call, int(seen), time.thread_time() - c0, time.perf_counter() - w0))
+    return timed

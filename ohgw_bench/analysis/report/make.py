@@ -51,6 +51,9 @@ def make_report(results_dir: str | os.PathLike | list, out_dir: str | os.PathLik
     check_variants(results, cfg, rdir)
     baseline = resolve_baseline(results, cfg, variants)
     variants = [baseline] + [v for v in variants if v != baseline]
+    if len(variants) < 2:
+        raise ValueError(f"results directory {rdir!r} holds only the baseline variant {baseline!r}: nothing to "
+                         f"compare with it (report it together with a store of the same task that has others)")
     groups = groups_of(results)
     for g in groups:
         sub = results[(results["task"] == g[0]) & (results["scheduler"] == g[1])]

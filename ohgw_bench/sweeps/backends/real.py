@@ -15,7 +15,7 @@ from ...space import syne_tune_space
 from ...tasks import get_task
 from ...warmstart.spec import from_variant
 from ..replicate import final_status, replicate_key, seed_global_rngs
-from ..schedulers import make_scheduler, xprime_from_result
+from ..schedulers import DECISION_CALLS, call_timer, make_scheduler, wrap_calls, xprime_from_result
 
 # the script Syne Tune runs for every trial segment (``python ENTRY --key value ...``); a path, not an
 # import, so that the parent process does not import torch
@@ -43,6 +43,10 @@ def run_real_replicate(cfg: SweepConfig, scheduler: str, variant: str, seed: int
     sched = make_scheduler(scheduler, space, seed, cfg.grace_period, cfg.reduction_factor, max_epochs,
                            hook=None, on_first_result=None if ws.kind == "none" else xprime_from_result)
     rows, decisions, starts = [], {}, {}
+    # every call the Tuner makes into the scheduler, timed (wall and the Tuner thread's CPU): the
+    # decision time a simulated clock must charge (benchmarks/bench_decision_time.py --from-real)
+    calls: list = []
+    wrap_calls(sched, DECISION_CALLS, call_timer(calls))
 
     clock = {"t0": time.time()}
 
@@ -96,5 +100,6 @@ def run_real_replicate(cfg: SweepConfig, scheduler: str, variant: str, seed: int
     status = final_status(df, decisions, statuses, max_epochs) if len(df) else {}
     df["status"] = df["trial_id"].map(status)
     meta = {"wall_s": wall, "n_trials": int(df["trial_id"].nunique()) if len(df) else 0,
-            "runner": cfg.real_runner, "t0_wall": clock["t0"]}
+            "runner": cfg.real_runner, "t0_wall": clock["t0"], "decisions": calls}
     return df, meta
+

@@ -44,7 +44,7 @@ from ...surrogate.model import Surrogate
 from ...warmstart.oracles import HGSample
 from ...warmstart.spec import WarmStart, from_variant
 from ..replicate import final_status, seed_global_rngs
-from ..schedulers import decision_time_model, make_scheduler
+from ..schedulers import decision_time_model, make_scheduler, wrap_calls
 
 OBJECTIVES = ["val_acc", "test_acc", "elapsed_time", "epoch_time", "diverged"]
 
@@ -241,25 +241,6 @@ def run_one(sur: Surrogate, cfg, scheduler: str, variant: str, seed: int, workdi
     df = df.merge(rec, on="trial_id", how="left", sort=False)
     df["plain_step_s"] = np.nan
     return df.drop(columns=["decision"]), {"wall_s": wall, "n_trials": int(df["trial_id"].nunique())}
-
-
-def wrap_calls(sched, calls, around) -> None:
-    """Route the scheduler's ``calls`` through ``around(call, results_seen)``, a context manager entered
-    around each call; ``results_seen`` counts the ``on_trial_result`` calls before this one (so
-    ``calls`` must include it for the count)."""
-    seen = [0]
-    for call in calls:
-        fn = getattr(sched, call, None)
-        if fn is None:
-            continue
-
-        def wrapped(*args, _fn=fn, _call=call, **kw):
-            try:
-                with around(_call, seen[0]):
-                    return _fn(*args, **kw)
-            finally:
-                seen[0] += _call == "on_trial_result"
-        setattr(sched, call, wrapped)
 
 
 def _charge_decisions(sched, backend, model: dict[str, tuple[float, float]]) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ... import space
 from ...config import SweepConfig
@@ -277,7 +278,11 @@ def run_chunk(cfg_json: dict, chunk: list[tuple[str, str, int]]):
     cfg = SweepConfig(**cfg_json)
     sur = _load(cfg.surrogate).for_runner(cfg.runner)  # start-up overhead of the configured trial runner
     out = []
-    for scheduler, variant, seed in chunk:
-        df, meta = run_one(sur, cfg, scheduler, variant, seed)
-        out.append(((scheduler, variant, seed), df, meta))
+    # one BLAS/OpenMP thread: DyHPO's GP searcher in several worker processes would otherwise
+    # oversubscribe the cores (several times slower), and the results must not depend on how many
+    # threads a machine gives the linear algebra
+    with threadpool_limits(limits=1):
+        for scheduler, variant, seed in chunk:
+            df, meta = run_one(sur, cfg, scheduler, variant, seed)
+            out.append(((scheduler, variant, seed), df, meta))
     return out

@@ -119,13 +119,17 @@ def _frontier(summ: dict, rel: Path, stale: bool = False) -> list[str]:
 
 def _earlier_fit(summ: dict, task: str) -> bool:
     """Whether a surrogate sweep's report was simulated with another model than the shipped artifact of
-    its task (``provenance.surrogate_sha256`` is the artifact's model checksum at simulation time)."""
+    the task it simulated (``provenance.surrogate_sha256`` is the artifact's model checksum at simulation
+    time; a report over several stores carries the first store's provenance)."""
     prov = summ.get("provenance") or {}
     sha = prov.get("surrogate_sha256")
-    if summ.get("backend") != "surrogate" or prov.get("task") != task or not isinstance(sha, str):
+    sim_task = prov.get("task")
+    sim_task = sim_task.get("name") if isinstance(sim_task, dict) else sim_task
+    sdir = ROOT / "surrogates" / str(sim_task)
+    if summ.get("backend") != "surrogate" or not isinstance(sha, str) or not (sdir / "surrogate.json").exists():
         return False
     from ohgw_bench.surrogate.model import Surrogate
-    return sha != Surrogate.load(ROOT / "surrogates" / task).model_checksum
+    return sha != Surrogate.load(sdir).model_checksum
 
 
 def _sweep_reports(task: str) -> list[str]:

@@ -25,6 +25,24 @@ class ReportConfig(_Strict):
     baseline: str = "baseline"
 
 
+class TargetedConfig(_Strict):
+    """Repeated seeds where the schedulers look (``surrogate.targets``)."""
+    sweeps: list[str] = []            # real sweeps' results directories whose promoted configurations are repeated
+    promoted_9: int = Field(0, ge=0)  # configurations they took to epoch >= 9
+    promoted_3: int = Field(0, ge=0)  # configurations they took to epoch 3 but not 9
+    top_quartile: int = Field(0, ge=0)  # single-seed design configurations in the top quartile
+    edge: int = Field(0, ge=0)        # single-seed design configurations with the largest lr/(1-momentum)
+    seeds: int = Field(3, ge=2)       # full-budget runs per targeted configuration
+    seed: int = 0                     # of the random picks
+
+    @model_validator(mode="after")
+    def _sweeps(self):
+        if (self.promoted_9 or self.promoted_3) and not self.sweeps:
+            raise ValueError(f"targeted.sweeps must name real sweeps when promoted_9={self.promoted_9} or "
+                             f"promoted_3={self.promoted_3}")
+        return self
+
+
 class CollectConfig(_Strict):
     task: str
     out: str = ""                     # default surrogates/<task>
@@ -37,6 +55,7 @@ class CollectConfig(_Strict):
     hypergrad_configs: int = Field(256, ge=0)  # measured at initialisation only (no training)
     hypergrad_batches: int = Field(4, ge=1)
     data_root: Optional[str] = None
+    targeted: Optional[TargetedConfig] = None   # collected after the design is complete
 
     @model_validator(mode="after")
     def _repeats(self):

@@ -78,7 +78,7 @@ def test_a_warm_start_that_diverges_counts_at_chance_and_as_a_collapse(synthetic
     assert t1.loc[cid, "real_ws"] > 0.1
 
 
-def _fake_run(task_name, config_id, variant, spec, psi, data_root):
+def _fake_run(task_name, config_id, variant, spec, psi, data_root, pair_seed=0):
     xp = dict(psi)
     if variant != "baseline":
         u = space.to_unit(psi)
@@ -86,7 +86,8 @@ def _fake_run(task_name, config_id, variant, spec, psi, data_root):
         xp = space.from_unit(u)
     import os
     # epoch_time marks the worker process that ran it: a resumed collection must not rerun old pairs
-    return [r | {"epoch_time": float(os.getpid())} for r in _rows(config_id, variant, psi, xp, _law(space.to_unit(xp)))]
+    return [r | {"epoch_time": float(os.getpid()), "pair_seed": pair_seed}
+            for r in _rows(config_id, variant, psi, xp, _law(space.to_unit(xp)))]
 
 
 def test_collection_resumes_and_refuses_another_design(tmp_path, monkeypatch):
@@ -106,6 +107,51 @@ def test_collection_resumes_and_refuses_another_design(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="variants"):
         gains.collect_gains("cifar10-mini", tmp_path, {"norm": "hypergradient:rule=normalized,delta=0.3"},
                             n_configs=4, workers=1, progress=False)
+
+
+def test_more_pair_seeds_extend_a_stored_collection(tmp_path, monkeypatch):
+    monkeypatch.setattr(gains, "_run", _fake_run)
+    monkeypatch.setattr(gains, "_task_data", lambda *a: None)
+    v = {"raw-eta1": "hypergradient:eta=1,steps=1,rule=raw"}
+    df = gains.collect_gains("cifar10-mini", tmp_path, v, n_configs=2, workers=1, progress=False)
+    # a collection written before pairs had seeds reads as pair seed 0
+    df.drop(columns="pair_seed").to_parquet(tmp_path / "gains.parquet")
+    df2 = gains.collect_gains("cifar10-mini", tmp_path, v, n_configs=2, workers=1, progress=False, pair_seeds=2)
+    assert sorted(set(zip(df2.config_id, df2.variant, df2.pair_seed))) == \
+        [(i, w, s) for i in range(2) for w in ("baseline", "raw-eta1") for s in (0, 1)]
+    assert set(df2[df2.pair_seed == 0]["epoch_time"]) == set(df["epoch_time"])
+    assert "pair_seeds: 2" in (tmp_path / "gains.yaml").read_text()
+    assert gains.pair_seed_value(3, 0) != gains.pair_seed_value(3, 1)
+
+
+def test_targets_use_seed_means_and_pairs_get_a_rerun_ceiling(synthetic_surrogate_dir):
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    a = _runs(_law)
+    # a second pair seed whose warm-started runs are 4 pp worse: the seed-mean gain moves by −2 pp
+    b = a.assign(pair_seed=1)
+    b.loc[b["variant"] == "step", "val_acc"] -= 0.04
+    runs = pd.concat([a.assign(pair_seed=0), b], ignore_index=True)
+    res = gains.gain_check(sur, runs)
+    one = gains.gain_table(sur, a, 27).set_index("config_id")
+    mean = gains.seed_mean(gains.gain_table(sur, runs, 27)).set_index("config_id")
+    assert res["pair_seeds"] == 2 and res["final"]["n"] == 12 and (mean["n_pair_seeds"] == 2).all()
+    np.testing.assert_allclose(mean["real_gain"], one["real_gain"] - 0.02, atol=1e-9)
+    r = res["per_pair"]["27"]
+    assert r["surrogate"]["n"] == 24 and r["rerun"]["n"] == 24
+    # ordered pairs of seeds: seed 0's gain predicted by seed 1's and the other way round
+    g = one["real_gain"].to_numpy()
+    assert r["rerun"]["sign_agreement"] == pytest.approx(np.mean(np.r_[np.sign(g) == np.sign(g - 0.04),
+                                                                        np.sign(g - 0.04) == np.sign(g)]))
+    assert "rerun ceiling" in "\n".join(gains.gains_markdown(res))
+    # seed noise-free pairs: a rerun predicts a pair perfectly
+    same = gains.gain_check(sur, pd.concat([a.assign(pair_seed=0), a.assign(pair_seed=1)], ignore_index=True))
+    assert same["per_pair"]["27"]["rerun"]["spearman"] == pytest.approx(1.0)
+    assert same["per_pair"]["27"]["rerun"]["sign_agreement"] == 1.0
+
+
+def test_a_rerun_ceiling_needs_two_seeds_of_a_pair():
+    t = pd.DataFrame({"config_id": [0, 1], "variant": ["a", "a"], "real_gain": [0.1, -0.1], "pred_gain": [0, 0]})
+    assert gains.rerun_ceiling(t) is None
 
 
 @pytest.mark.parametrize("variant, msg", [("noequals", "NAME=SPEC"), ("o=oracle:radius=0.1", "cannot be paired"),

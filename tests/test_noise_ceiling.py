@@ -182,3 +182,29 @@ def test_fit_writes_the_ceiling_and_the_noise_test(tmp_path):
     md = (tmp_path / "fidelity.md").read_text()
     assert "## Surrogate vs a rerun" in md and "## Does seed noise depend on ψ?" in md
     assert Surrogate.load(tmp_path).meta["fidelity_heldout"]["noise_ceiling"]["n_runs"] == 24
+
+
+def test_promoted_check_compares_like_with_like_on_the_targeted_subsets():
+    from ohgw_bench.surrogate.noise_ceiling import promoted_check, promoted_table
+    rng = np.random.default_rng(11)
+    n, k, sigma = 120, 3, 0.2
+    mu = logit(mean_curves(n, rng))
+    acc = sigmoid(mu[:, None, :] + sigma * rng.standard_normal((n, k, EPOCHS)))
+    curves = curves_from(acc)
+    unit_lr = to_unit_array(curves.groupby("config_id")[[f"psi_{k}" for k in PSI_KEYS]].first())[:, 0]
+    subsets = {"promoted": list(range(60)), "promoted-9": list(range(30))}
+    good = noise_ceiling(curves, [(_KnowsTheMean(unit_lr, mu, sigma), curves, None)], RUNGS, EPOCHS, n_mc=300,
+                         n_boot=20, subsets=subsets)
+    chk = promoted_check(good)
+    assert [chk["per_rung"][r]["subset"] for r in RUNGS] == ["all", "promoted", "promoted-9"]
+    assert [chk["per_rung"][r]["n_configs"] for r in RUNGS] == [120, 60, 30]
+    assert chk["meets"] is True and all(v["gap"] > 0 for v in chk["per_rung"].values())
+    # a surrogate whose means are shuffled across configurations ranks no better than chance
+    bad = noise_ceiling(curves, [(_KnowsTheMean(unit_lr, mu[rng.permutation(n)], sigma), curves, None)], RUNGS,
+                        EPOCHS, n_mc=300, n_boot=20, subsets=subsets)
+    assert promoted_check(bad)["meets"] is False
+    table = "\n".join(promoted_table(promoted_check(json.loads(json.dumps(bad)))))
+    assert "| 9 | promoted-9 | 30 | 90 |" in table and "Per-rung target met: **False**" in table
+    # without repeated seeds of promoted configurations the target cannot be decided
+    none = promoted_check(noise_ceiling(curves, None, RUNGS, EPOCHS))
+    assert none["meets"] is None and "not decidable" in promoted_table(none)[0]

@@ -162,6 +162,20 @@ def test_store_roles_flag_the_stores_the_time_model_was_fitted_on(synthetic_surr
     assert roles["real"][0]["role"] == "unknown" and roles["independent"] is None
 
 
+def test_a_store_that_chose_targeted_configurations_does_not_verify(synthetic_surrogate_dir, fake_real, tmp_path):
+    from ohgw_bench.store import store_record
+    from ohgw_bench.surrogate.model import Surrogate
+    from ohgw_bench.analysis.verify import store_roles
+    _, d = fake_real
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    sur.meta = dict(sur.meta, calibration_stores=[], targeted_stores=[store_record(d)])
+    sur.save(tmp_path / "sur")
+    roles = store_roles(Surrogate.load(tmp_path / "sur"), [str(d)])
+    assert roles["real"][0]["role"] == "targeted collection source" and roles["independent"] is False
+    assert roles["real"][0]["n_replicates_in_targeted_sources"] == 10
+    assert [c["path"] for c in roles["targeted_sources"]] == [str(d)]
+
+
 def test_config_level_figures_are_not_read_from_an_unchecked_json(synthetic_surrogate_dir, tmp_path):
     from ohgw_bench.surrogate.model import Surrogate
     from ohgw_bench.analysis.verify import config_level

@@ -7,7 +7,8 @@ import sys
 def register(sub) -> None:
     c = sub.add_parser("collect", help="real full-budget runs + hyper-gradients at init, for the surrogate")
     c.add_argument("config")
-    c.add_argument("--phase", choices=["all", "curves", "hypergrads"], default="all")
+    c.add_argument("--phase", choices=["all", "curves", "hypergrads", "targeted"], default="all",
+                   help="all: hyper-gradients, the design's curves, then the config's targeted block (if any)")
     c.add_argument("--workers", type=int, default=None)
     c.add_argument("--no-progress", action="store_true")
     c.add_argument("--download", action="store_true",
@@ -32,6 +33,8 @@ def register(sub) -> None:
                    help="a warm start to pair with the baseline (repeat; default: the frontier's raw-eta1, "
                         "raw-eta10, norm-d0.3)")
     g.add_argument("--design-seed", type=int, default=0)
+    g.add_argument("--pair-seeds", type=int, default=1,
+                   help="seeds per (configuration, warm start) pair (default 1; more extend a stored collection)")
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--out", default=None, help="default SURROGATE_DIR/gains")
     g.add_argument("--check-only", action="store_true", help="no new runs: score the runs the directory holds")
@@ -46,7 +49,8 @@ def cmd_collect(args) -> int:
     if args.download:
         from ..trial.data import load_cifar10
         load_cifar10(cfg.data_root, download=True)
-    phases = {"all": ("hypergrads", "curves"), "curves": ("curves",), "hypergrads": ("hypergrads",)}[args.phase]
+    phases = {"all": ("hypergrads", "curves", "targeted"), "curves": ("curves",), "hypergrads": ("hypergrads",),
+              "targeted": ("targeted",)}[args.phase]
     out = run_collect(cfg, phases, progress=not args.no_progress)
     print(f"collected into {out}", file=sys.stderr)
     return 0
@@ -93,7 +97,9 @@ def cmd_fit(args) -> int:
                      startup_s=startup, time_data=time_data, heteroscedastic_noise=het)
     fid = pooled_fidelity(parts, seed=args.seed, k=args.folds)
     # the same folds' predictions beside what a rerun of each repeated configuration achieves
-    fid["noise_ceiling"] = noise_ceiling(curves, parts, task.milestones(), task.max_epochs, seed=args.seed)
+    from ..surrogate.targets import subsets
+    fid["noise_ceiling"] = noise_ceiling(curves, parts, task.milestones(), task.max_epochs, seed=args.seed,
+                                         subsets=subsets(d, curves))
     fid["seed_noise_vs_psi"] = dep
     # 2) the shipped artifact: refit on all data
     sur = fit_surrogate(curves, hgs, task.name, task.max_epochs, rank=args.rank, seed=args.seed, startup_s=startup,
@@ -108,6 +114,11 @@ def cmd_fit(args) -> int:
     if args.overhead_from:  # verify must not check the time model against the sweeps it was fitted on
         from ..store import store_record
         sur.meta["calibration_stores"] = [store_record(p) for p in args.overhead_from]
+    tsweeps = ((yaml.safe_load((d / "collect.yaml").read_text()) or {}).get("targeted") or {}).get("sweeps") \
+        if (d / "targets.parquet").exists() and (d / "collect.yaml").exists() else None
+    if tsweeps:  # nor against sweeps that chose configurations the surrogate was trained on
+        from ..store import store_record
+        sur.meta["targeted_stores"] = [store_record(p) for p in tsweeps]
     sur.meta["fidelity_scheme"] = fid["scheme"]
     sur.save(d)
     write_json_atomic(fid, d / "fidelity.json")
@@ -129,6 +140,8 @@ def cmd_gains(args) -> int:
     from ..surrogate.model import Surrogate
     if args.configs < 1:
         raise ValueError(f"--configs must be >= 1, got {args.configs}")
+    if args.pair_seeds < 1:
+        raise ValueError(f"--pair-seeds must be >= 1, got {args.pair_seeds}")
     variants = dict(DEFAULT_VARIANTS)
     if args.variant:
         variants = {}
@@ -145,7 +158,7 @@ def cmd_gains(args) -> int:
         runs = pd.read_parquet(out / "gains.parquet")
     else:
         runs = collect_gains(sur.task, out, variants, n_configs=args.configs, design_seed=args.design_seed,
-                             workers=args.workers, progress=not args.no_progress)
+                             workers=args.workers, progress=not args.no_progress, pair_seeds=args.pair_seeds)
     res = gain_check(sur, runs, sur_dir=args.surrogate_dir)
     write_json_atomic(res, out / "gains.json")
     (out / "gains.md").write_text("\n".join([f"# Warm-start gains: {sur.task}", ""] + gains_markdown(res)[2:]))

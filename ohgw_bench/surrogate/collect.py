@@ -5,7 +5,9 @@ Files (all rewritten atomically after every finished job, so a kill loses at mos
 - ``curves.parquet``: one row per (config_id, seed, epoch) with ψ, losses/accuracies, epoch time,
   divergence;
 - ``hypergrads.parquet``: one row per (hg_config_id, batch) with ψ and the five raw ∂J/∂ψ;
-- ``collect.yaml``: the config that produced them (a rerun must use the same design).
+- ``collect.yaml``: the config that produced them (a rerun must use the same design);
+- ``targets.parquet``: with a ``targeted`` block, the configurations chosen for repeated seeds where the
+  schedulers look (``surrogate.targets``), collected into ``curves.parquet`` after the design.
 """
 from __future__ import annotations
 
@@ -97,9 +99,56 @@ def _check_same_design(out: Path, cfg: CollectConfig) -> None:
             if old.get(k) != getattr(cfg, k):
                 raise ValueError(f"{out} was collected with {k}={old.get(k)!r}; this config has "
                                  f"{k}={getattr(cfg, k)!r} (use another out directory)")
+        if (out / "targets.parquet").exists():
+            _check_extends(old.get("targeted"), cfg.targeted.model_dump(mode="json") if cfg.targeted else None, out)
 
 
-def run_collect(cfg: CollectConfig, phases=("hypergrads", "curves"), progress: bool = True) -> Path:
+def _check_extends(old: dict | None, new: dict | None, out: Path) -> None:
+    """A collection with targets may only be resumed with the same targeted block or one that raises counts."""
+    if old is None or new is None:
+        raise ValueError(f"{out} holds targets selected with targeted={old!r}; this config has targeted={new!r} "
+                         "(use another out directory, or the same block)")
+    for k in ("sweeps", "seeds", "seed"):
+        if old.get(k) != new.get(k):
+            raise ValueError(f"{out} holds targets selected with targeted.{k}={old.get(k)!r}; this config has "
+                             f"targeted.{k}={new.get(k)!r} (only the counts may grow)")
+    for k in ("promoted_9", "promoted_3", "top_quartile", "edge"):
+        if new.get(k, 0) < old.get(k, 0):
+            raise ValueError(f"{out} holds targets selected with targeted.{k}={old.get(k)!r}; this config has "
+                             f"targeted.{k}={new.get(k)!r} (counts may grow, not shrink)")
+
+
+def _targets(out: Path, cfg: CollectConfig, curves: pd.DataFrame) -> pd.DataFrame:
+    """The targeted configurations: selected after the design is complete; a stored selection is kept
+    and, where the config raises a count, extended by the next configurations of the same draw."""
+    from ..tasks import get_task
+    from .targets import select_targets
+    path = out / "targets.parquet"
+    missing = curve_jobs(cfg, set(zip(curves["config_id"], curves["seed"])) if len(curves) else set())
+    if missing:
+        raise ValueError(f"targeted collection needs the complete design first: {len(missing)} design runs of {out} "
+                         "are missing (run `ohgw-bench collect` with --phase curves)")
+    design_curves = curves[(curves["config_id"] < cfg.n_repeat_configs)
+                           | ((curves["config_id"] < cfg.n_configs) & (curves["seed"] == 0))]
+    t = select_targets(design_curves, cfg.targeted, get_task(cfg.task).max_epochs, cfg.n_repeat_configs)
+    if path.exists():
+        old = pd.read_parquet(path)
+        if not t.iloc[:0].columns.equals(old.columns) or not _is_extension(old, t):
+            raise ValueError(f"{path} does not match this config's selection (was the design changed?); "
+                             "use another out directory")
+    write_parquet_atomic(t, path)
+    return t
+
+
+def _is_extension(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """Every stored target is in the new selection, with the same ψ."""
+    key = ["config_id", "kind"]
+    m = old.merge(new, on=key, how="left", suffixes=("", "_new"), indicator=True)
+    cols = [c for c in old.columns if c.startswith("psi_")]
+    return bool((m["_merge"] == "both").all() and all(np.allclose(m[c], m[c + "_new"]) for c in cols))
+
+
+def run_collect(cfg: CollectConfig, phases=("hypergrads", "curves", "targeted"), progress: bool = True) -> Path:
     from ..tasks import get_task
     get_task(cfg.task)  # fail early on an unknown task
     out = Path(cfg.out or f"surrogates/{cfg.task}")
@@ -108,6 +157,8 @@ def run_collect(cfg: CollectConfig, phases=("hypergrads", "curves"), progress: b
     (out / "collect.yaml").write_text(dump(cfg))
     _task_data(cfg.task, cfg.data_root)  # decode/cache once in the parent, before forking workers
     for phase in phases:
+        if phase == "targeted" and cfg.targeted is None:
+            continue
         if phase == "hypergrads":
             path = out / "hypergrads.parquet"
             df = pd.read_parquet(path) if path.exists() else pd.DataFrame()
@@ -119,7 +170,11 @@ def run_collect(cfg: CollectConfig, phases=("hypergrads", "curves"), progress: b
             path = out / "curves.parquet"
             df = pd.read_parquet(path) if path.exists() else pd.DataFrame()
             done = set(zip(df["config_id"], df["seed"])) if len(df) else set()
-            jobs = curve_jobs(cfg, done)
+            if phase == "curves":
+                jobs = curve_jobs(cfg, done)
+            else:
+                from .targets import target_jobs
+                jobs = target_jobs(_targets(out, cfg, df), done)
             submit = lambda ex, j: ex.submit(_run_curve, cfg.task, j[0], j[1], j[2], cfg.data_root)  # noqa
         if not jobs:
             continue

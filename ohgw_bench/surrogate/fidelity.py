@@ -79,10 +79,12 @@ def format_markdown(fid: dict, title: str) -> str:
 
 def noise_sections(fid: dict) -> list[str]:
     """Markdown sections for the noise ceiling and the seed-noise-vs-ψ test, where ``fid`` holds them."""
-    from .noise_ceiling import ceiling_table, dependence_table
+    from .noise_ceiling import ceiling_table, dependence_table, promoted_check, promoted_table
     out = []
     if "noise_ceiling" in fid:
         out += ["", "## Surrogate vs a rerun", ""] + ceiling_table(fid["noise_ceiling"])
+        if "promoted" in fid["noise_ceiling"].get("subset_configs", {}):
+            out += [""] + promoted_table(promoted_check(fid["noise_ceiling"]))
     if "seed_noise_vs_psi" in fid:
         out += ["", "## Does seed noise depend on ψ?", ""] + dependence_table(fid["seed_noise_vs_psi"])
     return out

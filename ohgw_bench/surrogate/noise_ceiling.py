@@ -197,9 +197,11 @@ def _boot_diff(sub: pd.DataFrame, ids: list, n_boot: int, rng) -> dict:
 
 
 def noise_ceiling(curves: pd.DataFrame, parts, rungs, epochs: int, seed: int = 0, n_mc: int = 2000,
-                  n_boot: int = 500) -> dict:
+                  n_boot: int = 500, subsets: dict | None = None) -> dict:
     """The rerun ceiling and the surrogate's cross-validated figures on the same runs, rungs and subsets
-    (``parts``: the cross-validation folds, see ``surrogate_predictions``; None: the ceiling only)."""
+    (``parts``: the cross-validation folds, see ``surrogate_predictions``; None: the ceiling only;
+    ``subsets``: further named lists of config ids, e.g. the targeted kinds of ``surrogate.targets``,
+    scored where they have repeated seeds)."""
     piv = repeated_matrix(curves, epochs)
     if piv.empty:
         return {"n_repeated_configs": 0, "note": "no configuration has two full-budget seeds"}
@@ -210,6 +212,11 @@ def noise_ceiling(curves: pd.DataFrame, parts, rungs, epochs: int, seed: int = 0
     ids = sorted(piv.index.get_level_values("config_id").unique())
     top = top_quartile(piv, epochs)
     k = piv.groupby(level="config_id").size()
+    named = {"all": ids, "top_quartile": top}
+    for name, sub in (subsets or {}).items():
+        sub = [c for c in sub if c in set(ids)]
+        if sub:
+            named[name] = sub
     return {"rungs": rungs, "n_repeated_configs": len(ids), "n_runs": int(len(piv)),
             "seeds_per_config": sorted(set(k.tolist())), "top_quartile_configs": len(top),
             "top_quartile_rule": f"mean final val accuracy >= its {TOP_QUANTILE:.2f}-quantile over the repeated configs",
@@ -218,8 +225,8 @@ def noise_ceiling(curves: pd.DataFrame, parts, rungs, epochs: int, seed: int = 0
                            "predicted by the cross-validated predictive mean of its configuration. Rerun 90 % "
                            "intervals: logit centre ± 1.645·σ_r·sqrt(1+1/m), σ_r the pooled seed-noise std from the "
                            "other repeated configurations; surrogate intervals: 5–95 % of its predictive samples"),
-            "figures": summarize(preds, {"all": ids, "top_quartile": top}, n_boot=n_boot if parts is not None else 0,
-                                 seed=seed)}
+            "subset_configs": {name: len(v) for name, v in named.items()},
+            "figures": summarize(preds, named, n_boot=n_boot if parts is not None else 0, seed=seed)}
 
 
 def ceiling_table(nc: dict) -> list[str]:
@@ -228,7 +235,10 @@ def ceiling_table(nc: dict) -> list[str]:
         return [f"Noise ceiling: {nc.get('note', 'no repeated configurations')}."]
     L = [f"Noise ceiling on {nc['n_repeated_configs']} configurations with repeated seeds ({nc['n_runs']} runs; "
          f"seeds per configuration {nc['seeds_per_config']}); top quartile: {nc['top_quartile_configs']} configurations "
-         f"({nc['top_quartile_rule']}). Goal: as good as a rerun.", "",
+         f"({nc['top_quartile_rule']})"
+         + (". Targeted subsets (configurations): " + ", ".join(f"{k} {v}" for k, v in nc["subset_configs"].items()
+                                                              if k not in ("all", "top_quartile"))
+            if len(nc.get("subset_configs", {})) > 2 else "") + ". Goal: as good as a rerun.", "",
          "| subset | rung | n runs | Spearman: rerun / mean of other seeds / surrogate | R²: rerun / mean of others / "
          "surrogate | 90 % coverage: rerun / mean of others / surrogate | surrogate mean error (pp) | "
          "surrogate − rerun, 95 % CI (Spearman; R²) |",
@@ -247,6 +257,48 @@ def ceiling_table(nc: dict) -> list[str]:
             L.append(f"| {sub} | {r} | {n} | {trio('spearman')} | {trio('r2')} | {trio('coverage_90')} | "
                      f"{fixed_or_na(None if me is None else 100 * me, 2)} | {cis} |")
     return L
+
+
+def promoted_check(nc: dict | None, tolerance: float = 0.05) -> dict:
+    """Per rung, the surrogate's cross-validated Spearman against one rerun's on the configurations the
+    real schedulers evaluated there: rung 1 every repeated configuration (every sampled configuration is
+    evaluated at the first rung), rungs 3–8 those real sweeps took to epoch ≥ 3 (``promoted``), rungs ≥ 9
+    those taken to ≥ 9 (``promoted-9``). Met where surrogate ≥ rerun − ``tolerance`` at every rung;
+    None (undecidable) without repeated seeds on promoted configurations."""
+    figs = (nc or {}).get("figures") or {}
+    rule = (f"surrogate Spearman >= one rerun's - {tolerance} at every rung; rung 1 on all repeated configurations, "
+            "rungs 3-8 on those real sweeps took to epoch >= 3, rungs >= 9 on those taken to >= 9")
+    if "promoted" not in figs or "promoted-9" not in figs:
+        return {"meets": None, "rule": rule,
+                "reason": "no repeated seeds of configurations the real schedulers promoted (targeted collection)"}
+    per = {}
+    for r in nc["rungs"]:
+        sub = "all" if r < 3 else ("promoted" if r < 9 else "promoted-9")
+        res = figs[sub]
+        sur, rer = _at(res.get("surrogate", {}), r), _at(res.get("one_rerun", {}), r)
+        a, b = sur.get("spearman"), rer.get("spearman")
+        ok = None if a is None or b is None or not np.isfinite(a) or not np.isfinite(b) else bool(a >= b - tolerance)
+        per[int(r)] = {"subset": sub, "n_configs": nc["subset_configs"][sub], "n_runs": sur.get("n"),
+                       "surrogate": a, "one_rerun": b, "gap": None if ok is None else float(a - b),
+                       "ci95_surrogate_minus_rerun": _at(res.get("surrogate_minus_one_rerun", {}), r).get("spearman"),
+                       "meets": ok}
+    vals = [v["meets"] for v in per.values()]
+    return {"meets": None if None in vals else all(vals), "rule": rule, "per_rung": per}
+
+
+def promoted_table(chk: dict) -> list[str]:
+    if chk.get("meets") is None and "per_rung" not in chk:
+        return [f"Per-rung Spearman on the promoted configurations: **not decidable** ({chk['reason']})."]
+    L = [f"Per-rung Spearman on the configurations the real schedulers evaluated there, against one rerun on the "
+         f"same runs ({chk['rule']}):", "",
+         "| rung | subset | configurations | runs | rerun | surrogate | surrogate − rerun [95 % CI] | within 0.05 |",
+         "|---|---|---|---|---|---|---|---|"]
+    for r, v in chk["per_rung"].items():
+        ci = v.get("ci95_surrogate_minus_rerun")
+        cis = f" [{fixed_or_na(ci[0])}, {fixed_or_na(ci[1])}]" if ci else ""
+        L.append(f"| {r} | {v['subset']} | {v['n_configs']} | {v['n_runs']} | {fixed_or_na(v['one_rerun'])} | "
+                 f"{fixed_or_na(v['surrogate'])} | {fixed_or_na(v['gap'])}{cis} | {v['meets']} |")
+    return L + ["", f"Per-rung target met: **{chk['meets']}**"]
 
 
 def _at(d: dict, rung: int):

@@ -11,17 +11,22 @@ from ohgw_bench.surrogate.fit import fit_noise, fit_surrogate
 from ohgw_bench.surrogate.model import logit, sigmoid, to_unit_array
 
 
-def test_fit_noise_recovers_offset_ar1_and_std():
+@pytest.mark.parametrize("lag_kind", ["epochs", "log_epochs"])
+def test_fit_noise_recovers_offset_ar1_and_std(lag_kind):
     rng = np.random.default_rng(0)
-    E, rho, phi, n_groups, k = 12, 0.3, 0.7, 400, 3
+    # on the log clock 12 epochs span ln 12 = 2.5 lags: a faster decay keeps the offset identifiable
+    E, rho, phi, n_groups, k = 12, 0.3, 0.7 if lag_kind == "epochs" else 0.4, 400, 3
     sigma = np.linspace(0.3, 0.1, E)
-    lag = np.abs(np.subtract.outer(np.arange(E), np.arange(E)))
+    ep = np.arange(1, E + 1, dtype=float)
+    t = ep if lag_kind == "epochs" else np.log(ep)
+    lag = np.abs(np.subtract.outer(t, t))
     corr = rho + (1 - rho) * phi ** lag
     L = np.linalg.cholesky(corr)
     runs = (rng.standard_normal((n_groups * k, E)) @ L.T) * sigma + rng.normal(0, 1, (n_groups, E)).repeat(k, 0)
     groups = np.arange(n_groups).repeat(k)
     resid = runs - pd.DataFrame(runs).groupby(groups).transform("mean").to_numpy()  # about each config's mean
     std, c, info = fit_noise(resid, groups)
+    assert info["lag"] == lag_kind and info["misfit_sse"][lag_kind] < min(info["misfit_sse"].values()) + 1e-12
     assert info["rho_offset"] == pytest.approx(rho, abs=0.05)
     assert info["phi_ar1"] == pytest.approx(phi, abs=0.05)
     assert std == pytest.approx(sigma, rel=0.08)  # the k/(k-1) correction: without it 18 % too small

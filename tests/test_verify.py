@@ -300,3 +300,17 @@ def test_clock_figures_per_replicate():
     assert c.loc[0, "trials"] == 2 and c.loc[0, "epochs"] == 4 and c.loc[0, "epoch_time_s"] == 2.0
     assert c.loc[0, "top_rung"] == 3 and c.loc[0, "t_first_top_rung_s"] == 9.0 and c.loc[0, "final_best_val"] == 0.3
     assert c.loc[1, "trials"] == 1 and c.loc[1, "t_first_top_rung_s"] == 6.0
+
+
+def test_rank_consistency_reads_a_replicates_order_from_epoch_1_to_3():
+    from ohgw_bench.analysis.verify import rank_consistency
+    acc1 = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    rows = [{"trial_id": t, "epoch": e, "val_acc": a + (e == 3) * d}
+            for t, (a, d) in enumerate(zip(acc1, [0.0, 0.0, 0.0, 0.0, 0.0])) for e in (1, 2, 3)]
+    same = pd.DataFrame(rows)
+    assert rank_consistency(same) == pytest.approx(1.0)
+    rev = same.copy()
+    rev.loc[rev.epoch == 3, "val_acc"] = 1.0 - rev.loc[rev.epoch == 3, "val_acc"]
+    assert rank_consistency(rev) == pytest.approx(-1.0)
+    # trials stopped at epoch 1 do not count; fewer than four at both epochs: undefined
+    assert np.isnan(rank_consistency(same[(same.trial_id < 3) | (same.epoch == 1)]))

@@ -115,7 +115,21 @@ REQUIRED = ("asha/baseline", "asha/ohgw-1step", "pasha/baseline")
 # per replicate: what a gap in T@τ between real and simulated sweeps can come from
 CLOCK_FIGURES = {"trials": "trials started", "epochs": "epochs trained", "epoch_time_s": "median epoch time (s)",
                  "t_first_top_rung_s": "first result at the highest rung reached (s)",
-                 "top_rung": "highest epoch reached", "final_best_val": "incumbent val acc at the budget"}
+                 "top_rung": "highest epoch reached", "final_best_val": "incumbent val acc at the budget",
+                 "rank_1_3": "Spearman of epoch-1 and epoch-3 val acc (trials at both)"}
+MIN_TRIALS_RANK = 4   # trials with results at both epochs for a replicate's rank_1_3
+
+
+def rank_consistency(g: pd.DataFrame, a: int = 1, b: int = 3) -> float:
+    """How consistently a replicate's trials keep their order from epoch a to epoch b: Spearman of their
+    val accuracies at both, over the trials that reached b (NaN with fewer than ``MIN_TRIALS_RANK``).
+    A scheduler that promotes on early results relies on it; its seed noise sets it."""
+    from scipy.stats import spearmanr
+    w = g[g["epoch"].isin([a, b])].pivot_table(index="trial_id", columns="epoch", values="val_acc", aggfunc="first")
+    w = w.dropna() if set(w.columns) >= {a, b} else w.iloc[:0]
+    if len(w) < MIN_TRIALS_RANK or w[a].nunique() < 2 or w[b].nunique() < 2:
+        return float("nan")
+    return float(spearmanr(w[a], w[b]).statistic)
 
 
 def clock_figures(results: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +141,7 @@ def clock_figures(results: pd.DataFrame) -> pd.DataFrame:
         rows.append({"scheduler": s, "variant": v, "seed": seed, "trials": int(g["trial_id"].nunique()),
                      "epochs": int(len(g)), "epoch_time_s": float(g["epoch_time"].median()),
                      "t_first_top_rung_s": float(g.loc[g["epoch"] == top, "elapsed_s"].min()), "top_rung": top,
-                     "final_best_val": float(g["val_acc"].max())})
+                     "final_best_val": float(g["val_acc"].max()), "rank_1_3": rank_consistency(g)})
     return pd.DataFrame(rows)
 
 
@@ -144,7 +158,12 @@ def clock_comparison(c_real: pd.DataFrame, c_sim: pd.DataFrame, rng: np.random.G
     real median, and whether the simulated median lies inside it."""
     out = {}
     for k in CLOCK_FIGURES:
+        if k not in c_real or k not in c_sim:
+            continue
         r, q = c_real[k].to_numpy(float), c_sim[k].to_numpy(float)
+        r, q = r[np.isfinite(r)], q[np.isfinite(q)]   # rank_1_3 is undefined for replicates with few trials
+        if not r.size or not q.size:
+            continue
         lo, hi = _seed_bootstrap_ci(r.size, lambda idx: np.median(r[idx], axis=1), rng, n_boot)
         sim_med = float(np.median(q))
         out[k] = {"real": float(np.median(r)), "real_ci": [lo, hi], "sim": sim_med, "inside": bool(lo <= sim_med <= hi)}

@@ -22,8 +22,11 @@ def fit_noise(resid: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nda
     """Seed-noise model from residuals about per-config means of repeated-seed configs.
 
     Residuals about a k-seed mean have variance (k-1)/k of the noise: corrected per group.
-    Correlation over epochs: ρ_o + (1-ρ_o)·φ^|i-j|, fitted by least squares to the pooled empirical
-    correlation matrix."""
+    Correlation over epochs: ρ_o + (1-ρ_o)·φ^d(i, j), fitted by least squares to the pooled empirical
+    correlation matrix, with d the lag in epochs |i − j| or in log epochs |ln i − ln j| (noise that
+    decorrelates on the learning curve's own, logarithmic, clock: epochs 1 and 3 are as far apart as
+    9 and 27). Both have two parameters; the one with the smaller misfit is used, and both misfits are
+    returned."""
     from scipy.optimize import minimize
     E = resid.shape[1]
     ks = pd.Series(groups).map(pd.Series(groups).value_counts()).to_numpy()
@@ -31,15 +34,20 @@ def fit_noise(resid: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nda
     std = scaled.std(axis=0, ddof=0)
     std = np.maximum(std, 1e-4)
     C = np.corrcoef(scaled.T)
-    lag = np.abs(np.subtract.outer(np.arange(E), np.arange(E)))
-
-    def model(p):
-        rho, phi = sigmoid(p[0]), sigmoid(p[1])
-        return rho + (1 - rho) * phi ** lag
-
-    res = minimize(lambda p: ((model(p) - C) ** 2).sum(), x0=np.array([0.0, 1.0]), method="Nelder-Mead")
-    corr = model(res.x)
-    return std, corr, {"rho_offset": float(sigmoid(res.x[0])), "phi_ar1": float(sigmoid(res.x[1]))}
+    ep = np.arange(1, E + 1, dtype=float)
+    lags = {"epochs": np.abs(np.subtract.outer(ep, ep)), "log_epochs": np.abs(np.subtract.outer(np.log(ep), np.log(ep)))}
+    fits = {}
+    for name, lag in lags.items():
+        def model(p, lag=lag):
+            rho, phi = sigmoid(p[0]), sigmoid(p[1])
+            return rho + (1 - rho) * phi ** lag
+        res = minimize(lambda p, model=model: ((model(p) - C) ** 2).sum(), x0=np.array([0.0, 1.0]),
+                       method="Nelder-Mead")
+        fits[name] = (float(res.fun), model(res.x), res.x)
+    best = min(fits, key=lambda k: fits[k][0])
+    sse, corr, x = fits[best]
+    return std, corr, {"rho_offset": float(sigmoid(x[0])), "phi_ar1": float(sigmoid(x[1])), "lag": best,
+                       "misfit_sse": {k: v[0] for k, v in fits.items()}}
 
 
 def effective_step(psi: pd.DataFrame) -> np.ndarray:

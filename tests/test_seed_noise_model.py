@@ -68,3 +68,55 @@ def test_simulated_seed_spread_follows_the_effective_step(tmp_path):
     back = Surrogate.load(tmp_path / "s")
     np.testing.assert_array_equal(back.noise_scale_coef, sur.noise_scale_coef)
     assert _final_logit_std(back, lo, n=50) == _final_logit_std(sur, lo, n=50)
+
+
+def _level_collection(n_configs=40, n_seeds=4, seed=1):
+    """Seed noise that shrinks with the accuracy a configuration reaches (and not with lr/(1−μ)): the
+    final logit seed std is 0.30 at the lowest level and 0.06 at the highest."""
+    rng = np.random.default_rng(seed)
+    curves, hgs = _collection(n_configs, n_seeds, seed)
+    rows = []
+    for i, u in enumerate(rng.random((n_configs, 5))):
+        psi = space.from_unit(u)
+        final = 0.25 + 0.4 * u[3]        # the level follows the augmentation magnitude, not the step
+        sd = np.interp(final, [0.25, 0.65], [0.30, 0.06])
+        for s in range(n_seeds):
+            off = rng.normal(0, sd)
+            for e in range(1, EPOCHS + 1):
+                z = np.log(final / (1 - final)) * (1 - np.exp(-e / 6)) + off * e / EPOCHS + rng.normal(0, 0.01)
+                acc = 1 / (1 + np.exp(-z))
+                rows.append({"config_id": i, "seed": s, **{f"psi_{k}": psi[k] for k in PSI_KEYS}, "epoch": e,
+                             "val_acc": acc, "val_loss": 1.0, "train_loss": 1.0, "train_acc": acc,
+                             "test_acc": acc if e in (1, 3, 9, EPOCHS) else np.nan, "test_loss": np.nan,
+                             "epoch_time": 2.0, "train_time": 1.8, "cum_time": 2.0 * e, "diverged": 0})
+    return pd.DataFrame(rows), hgs
+
+
+def test_seed_noise_that_follows_the_accuracy_level_is_modelled_on_the_level(tmp_path):
+    import json
+
+    import pytest
+
+    from ohgw_bench.surrogate.model import SurrogateError
+    from ohgw_bench.surrogate.noise_ceiling import seed_noise_dependence
+    curves, hgs = _level_collection()
+    dep = seed_noise_dependence(curves, [1, 3, 9, EPOCHS], EPOCHS)
+    assert dep["covariate"] == "level" and EPOCHS in dep["rungs_with_dependence"]
+    assert dep["lrt_sum"]["level"] > dep["lrt_sum"]["eff_step"]
+    sur = fit_surrogate(curves, hgs, "cifar10-mini", EPOCHS, heteroscedastic_noise="level")
+    assert sur.noise_scale_covariate == "level" and sur.noise_scale_ref.shape == (EPOCHS, 4)
+    low = np.array([0.5, 0.5, 0.5, 0.05, 0.5])    # small augmentation magnitude: low accuracy
+    high = np.array([0.5, 0.5, 0.5, 0.95, 0.5])
+    s_low, s_high = _final_logit_std(sur, low), _final_logit_std(sur, high)
+    assert s_low > 2.5 * s_high, (s_low, s_high)
+    # the artifact keeps the covariate; an unknown one is refused with the key and the value
+    sur.save(tmp_path / "s")
+    back = Surrogate.load(tmp_path / "s")
+    assert back.noise_scale_covariate == "level"
+    assert _final_logit_std(back, low, n=50) == _final_logit_std(sur, low, n=50)
+    js = json.loads((tmp_path / "s" / "surrogate.json").read_text())
+    js["noise_scale_covariate"] = "moon"
+    del js["content_sha256"]
+    (tmp_path / "s" / "surrogate.json").write_text(json.dumps(js))
+    with pytest.raises(SurrogateError, match="noise_scale_covariate='moon'"):
+        Surrogate.load(tmp_path / "s")

@@ -199,3 +199,18 @@ def test_runner_epoch_time_scale_is_measured_and_applied(synthetic_surrogate_dir
     U = rng.random((4, 5))
     np.testing.assert_allclose(fast.epoch_log_time(U) - sur.epoch_log_time(U), np.log(scale))
     assert fast.startup_s == 0.02 and sur.for_runner("local").startup_s == 9.0
+
+
+def test_runner_warm_start_batch_cost_is_applied_where_calibrated(synthetic_surrogate_dir, tmp_path):
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    collected = sur.hg_batch_seconds
+    sur.meta = dict(sur.meta, startup_s_by_runner={"local": 9.0, "persistent": 0.02},
+                    hg_batch_seconds_by_runner={"persistent": collected / 2})
+    assert sur.for_runner("persistent").hg_batch_seconds == pytest.approx(collected / 2)
+    assert sur.for_runner("local").hg_batch_seconds == collected   # no local calibration: the collection's
+    # simulations depend on it: a store simulated with another calibration is not reused
+    sur.save(tmp_path / "a")
+    before = Surrogate.load(tmp_path / "a").model_checksum
+    sur.meta["hg_batch_seconds_by_runner"] = {"persistent": collected / 3}
+    sur.save(tmp_path / "b")
+    assert Surrogate.load(tmp_path / "b").model_checksum != before

@@ -92,7 +92,7 @@ def cmd_fit(args) -> int:
     from ..surrogate.noise_ceiling import noise_ceiling, seed_noise_dependence
     # seed noise that depends on ψ is modelled where the repeated seeds show it (the test's own rule)
     dep = seed_noise_dependence(curves, task.milestones(), task.max_epochs)
-    het = bool(dep.get("rungs_with_dependence"))
+    het = dep.get("covariate") or False
     parts = cv_parts(curves, hgs, task.name, task.max_epochs, k=args.folds, seed=args.seed, rank=args.rank,
                      startup_s=startup, time_data=time_data, heteroscedastic_noise=het)
     fid = pooled_fidelity(parts, seed=args.seed, k=args.folds)
@@ -111,6 +111,14 @@ def cmd_fit(args) -> int:
         sur.meta["epoch_time_scale_by_runner"] = {
             r: (1.0 if r == default_runner else sur.epoch_time_scale(sweep_epoch_times(stores_of[r])))
             for r in by_runner}
+        # a warm start's hyper-gradient batches cost what the runner's trials measured (a fresh process
+        # pays autograd's first-use set-up, a persistent worker does not); other runners keep the
+        # collection's measurement
+        from ..surrogate.overhead import ws_batch_by_runner
+        ws_cal = ws_batch_by_runner(args.overhead_from)
+        if ws_cal:
+            sur.meta["hg_batch_seconds_by_runner"] = {r: v["median_s"] for r, v in ws_cal.items()}
+            sur.meta["hg_batch_calibration"] = ws_cal
     if args.overhead_from:  # verify must not check the time model against the sweeps it was fitted on
         from ..store import store_record
         sur.meta["calibration_stores"] = [store_record(p) for p in args.overhead_from]

@@ -74,24 +74,40 @@ def lr_test(ss: np.ndarray, dof: np.ndarray, X: np.ndarray) -> dict:
             "coef": res.x[1:].tolist(), "intercept": float(res.x[0])}
 
 
+NOISE_COVARIATES = {"eff_step": "log10 lr/(1-μ)", "level": "the configuration's mean logit val accuracy at that epoch"}
+
+
 def fit_noise_scale(Y: np.ndarray, groups: np.ndarray, psi_by_cfg: pd.DataFrame,
-                    noise_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Heteroscedastic seed noise: per epoch, log σ² = a + b·x with x the standardized log10 lr/(1−μ) of
-    the configuration, fitted by maximum likelihood on the repeated-seed configurations (``lr_test``).
+                    noise_std: np.ndarray, covariate: str = "eff_step") -> tuple[np.ndarray, np.ndarray]:
+    """Heteroscedastic seed noise: per epoch, log σ² = a + b·x, fitted by maximum likelihood on the
+    repeated-seed configurations (``lr_test``), with x standardized and either
+
+    - ``eff_step``: the configuration's log10 lr/(1−μ) (one value per configuration); the reference is
+      (4,) = (mean, std, min, max) over the repeated configurations;
+    - ``level``: the configuration's mean logit val accuracy at that epoch (its seeds' mean here, the
+      mean curve in simulation); the reference is (E, 4), one row per epoch.
+
     Returns (E, 2) coefficients of the multiplier on ``noise_std`` (log m² = a − 2 log noise_std + b·x)
-    and (mean, std, min, max) of the repeated configurations' log10 lr/(1−μ): x is standardized with the
-    first two and clipped to the last two (no extrapolation beyond the measured range)."""
+    and the reference: x is standardized with its mean and std and clipped to its min and max (no
+    extrapolation beyond the measured range)."""
+    if covariate not in NOISE_COVARIATES:
+        raise ValueError(f"noise covariate must be one of {sorted(NOISE_COVARIATES)}, got {covariate!r}")
     ids = np.unique(groups)
-    x = effective_step(psi_by_cfg.loc[ids])
-    ref = np.array([x.mean(), x.std(), x.min(), x.max()])
-    xs = ((x - ref[0]) / ref[1])[:, None]
     df = pd.DataFrame(Y, index=groups)
     g = df.groupby(level=0)
     dof = (g.size().loc[ids] - 1).to_numpy(float)
     ss = (g.var(ddof=1).loc[ids].to_numpy() * dof[:, None])
+    if covariate == "eff_step":
+        x = effective_step(psi_by_cfg.loc[ids])
+        ref = np.array([x.mean(), x.std(), x.min(), x.max()])
+        X = np.repeat(((x - ref[0]) / ref[1])[:, None], Y.shape[1], axis=1)
+    else:
+        lv = g.mean().loc[ids].to_numpy()
+        ref = np.column_stack([lv.mean(0), lv.std(0), lv.min(0), lv.max(0)])
+        X = (lv - ref[:, 0]) / ref[:, 1]
     coef = np.zeros((Y.shape[1], 2))
     for e in range(Y.shape[1]):
-        t = lr_test(ss[:, e], dof, xs)
+        t = lr_test(ss[:, e], dof, X[:, e:e + 1])
         coef[e] = [t["intercept"] - 2.0 * math.log(noise_std[e]), t["coef"][0]]
     return coef, ref
 
@@ -116,14 +132,15 @@ def _misfit_var(gps: list, basis: np.ndarray, trunc: np.ndarray, noise_std: np.n
 def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epochs: int, rank: int = 4,
                   seed: int = 0, startup_s: float = 0.0, config_ids: set | None = None,
                   hg_config_ids: set | None = None, time_data: pd.DataFrame | None = None,
-                  heteroscedastic_noise: bool = False) -> Surrogate:
+                  heteroscedastic_noise: "bool | str | None" = False) -> Surrogate:
     """Fit every part of the surrogate; ``config_ids``/``hg_config_ids`` restrict the training data.
 
     ``time_data`` (columns psi_*, epoch, epoch_time): epoch times to fit the time model on instead of
     the collected curves' — e.g. a real sweep's, whose trials ran under the sweep's own load (n
     workers on the machine), which is what simulated time must reproduce. ``heteroscedastic_noise``:
-    seed noise that depends on lr/(1−μ) (``fit_noise_scale``), where the data show it
-    (``noise_ceiling.seed_noise_dependence``)."""
+    seed noise whose size depends on a covariate (``fit_noise_scale``: ``"eff_step"``, or True, for
+    lr/(1−μ); ``"level"`` for the mean accuracy), where the data show it
+    (``noise_ceiling.seed_noise_dependence``); False or None: constant."""
     if config_ids is not None:
         curves = curves[curves["config_id"].isin(config_ids)]
     if hg_config_ids is not None:
@@ -144,7 +161,7 @@ def fit_surrogate(curves: pd.DataFrame, hgs: pd.DataFrame, task_name: str, epoch
 
 
 def _fit_curves(ok: pd.DataFrame, psi_by_cfg: pd.DataFrame, task_name: str, epochs: int, rank: int,
-                seed: int, heteroscedastic_noise: bool = False) -> tuple[dict, dict]:
+                seed: int, heteroscedastic_noise: "bool | str | None" = False) -> tuple[dict, dict]:
     """The mean-curve model (SVD basis, one GP per component, misfit variance) and the seed-noise model,
     from complete non-diverged runs; returns the Surrogate's fields and their meta."""
     V = _curve_matrix(ok, epochs)
@@ -182,9 +199,11 @@ def _fit_curves(ok: pd.DataFrame, psi_by_cfg: pd.DataFrame, task_name: str, epoc
     fields = dict(curve_gps=curve_gps, basis=basis, curve_mean=curve_mean, noise_std=noise_std,
                   noise_corr=noise_corr, misfit_var=misfit_var)
     if heteroscedastic_noise:
+        cov_name = "eff_step" if heteroscedastic_noise is True else str(heteroscedastic_noise)
         fields["noise_scale_coef"], fields["noise_scale_ref"] = fit_noise_scale(Y[rep], cfg_ids[rep], psi_by_cfg,
-                                                                                noise_std)
-        noise_info = {**noise_info, "heteroscedastic": "log σ² linear in log10 lr/(1-μ), per epoch",
+                                                                                noise_std, cov_name)
+        fields["noise_scale_covariate"] = cov_name
+        noise_info = {**noise_info, "heteroscedastic": f"log σ² linear in {NOISE_COVARIATES[cov_name]}, per epoch",
                       "scale_slope_per_epoch": fields["noise_scale_coef"][:, 1].round(4).tolist()}
     meta = {"n_runs": int(len(V)), "n_configs": int(means.shape[0]), "n_repeated_configs": int((counts >= 2).sum()),
             "seeds_per_repeated_config": int(counts.max()), "svd_rank": rank, "svd_explained": explained,

@@ -171,6 +171,9 @@ class Surrogate:
     # log multiplier² on noise_std, linear in the standardized log10 lr/(1−μ); (4,) its reference
     noise_scale_coef: "np.ndarray | None" = None
     noise_scale_ref: "np.ndarray | None" = None
+    # what x is: "eff_step" (log10 lr/(1−μ), ref (4,)) or "level" (the mean logit curve at the epoch,
+    # ref (epochs, 4))
+    noise_scale_covariate: str = "eff_step"
     # sha256 of surrogate.json's content (which names the npz's sha256): identifies the whole artifact
     checksum: str = ""
     # what simulations depend on: the arrays, the scalars and the per-runner start-up calibration,
@@ -267,18 +270,23 @@ class Surrogate:
     def p_diverge(self, U: np.ndarray) -> np.ndarray:
         return sigmoid(self.div_coef[0] + U @ self.div_coef[1:])
 
-    def noise_scale(self, U: np.ndarray) -> np.ndarray:
+    def noise_scale(self, U: np.ndarray, mu: "np.ndarray | None" = None) -> np.ndarray:
         """(n, epochs) multipliers of ``noise_std`` at unit-cube points U: 1 for a constant seed-noise
-        model, else exp(½(a_e + b_e·x)) with x the standardized log10 lr/(1−μ), clipped to the range the
-        noise model was fitted on."""
+        model, else exp(½(a_e + b_e·x)) with x standardized and clipped to the range the noise model was
+        fitted on: log10 lr/(1−μ), or the mean logit curve at each epoch (``mu``, computed if not given)."""
         U = np.atleast_2d(U)
         if self.noise_scale_coef is None:
             return np.ones((len(U), self.epochs))
+        c = self.noise_scale_coef
+        if self.noise_scale_covariate == "level":
+            mu = self.mean_logit_curve(U) if mu is None else np.atleast_2d(mu)
+            ref = self.noise_scale_ref
+            xs = (np.clip(mu, ref[:, 2], ref[:, 3]) - ref[:, 0]) / ref[:, 1]
+            return np.exp(0.5 * (c[None, :, 0] + c[None, :, 1] * xs))
         psi = [space.from_unit(u) for u in U]
         x = np.array([p["log10_lr"] - math.log10(1.0 - p["momentum"]) for p in psi])
         mean, std, lo, hi = self.noise_scale_ref
         xs = (np.clip(x, lo, hi) - mean) / std
-        c = self.noise_scale_coef
         return np.exp(0.5 * (c[None, :, 0] + c[None, :, 1] * xs[:, None]))
 
     def sample_run(self, psi: dict, rng: np.random.Generator) -> dict:
@@ -286,7 +294,7 @@ class Surrogate:
         U = space.to_unit(psi)[None]
         mu = self.mean_logit_curve(U)[0]
         chol = np.linalg.cholesky(self.noise_corr + 1e-9 * np.eye(self.epochs))
-        z = chol @ rng.standard_normal(self.epochs) * self.noise_std * self.noise_scale(U)[0]
+        z = chol @ rng.standard_normal(self.epochs) * self.noise_std * self.noise_scale(U, mu[None])[0]
         val_logit = mu + z
         test_logit = self.test_coef[0] + self.test_coef[1] * val_logit + rng.standard_normal() * self.test_resid_std
         lt = self.epoch_log_time(U)[0] + self.time_sigma * rng.standard_normal(self.epochs)
@@ -307,7 +315,9 @@ class Surrogate:
     def for_runner(self, runner: str | None) -> "Surrogate":
         """This surrogate with the per-(re)start overhead of trial runner ``runner`` ("local" or
         "persistent"; None keeps ``startup_s``), from ``meta["startup_s_by_runner"]`` (written by
-        ``ohgw-bench fit --overhead-from``). An artifact without that entry holds LocalBackend's only."""
+        ``ohgw-bench fit --overhead-from``), its epoch-time scale and, where the runner's calibration
+        sweeps ran warm starts, its seconds per hyper-gradient batch. An artifact without those
+        entries holds LocalBackend's only."""
         if runner is None:
             return self
         cal = self.meta.get("startup_s_by_runner") or {"local": self.startup_s}
@@ -319,7 +329,8 @@ class Surrogate:
         scale = (self.meta.get("epoch_time_scale_by_runner") or {}).get(runner, 1.0)
         coef = np.array(self.time_coef, float)
         coef[0] += math.log(float(scale))   # log epoch time = c0 + c·ψ: a runner's scale shifts c0
-        return dataclasses.replace(self, startup_s=float(cal[runner]), time_coef=coef)
+        hg = (self.meta.get("hg_batch_seconds_by_runner") or {}).get(runner, self.hg_batch_seconds)
+        return dataclasses.replace(self, startup_s=float(cal[runner]), time_coef=coef, hg_batch_seconds=float(hg))
 
     def epoch_time_scale(self, epoch_times: pd.DataFrame) -> float:
         """exp(median residual of log epoch time) of real epochs against this time model, after each
@@ -352,6 +363,8 @@ class Surrogate:
                    "first_epoch_extra": self.first_epoch_extra, "startup_s": self.startup_s,
                    "hg_batch_seconds": self.hg_batch_seconds, "npz_sha256": hashlib.sha256(blob).hexdigest(),
                    "meta": self.meta}
+        if self.noise_scale_coef is not None and self.noise_scale_covariate != "eff_step":
+            scalars["noise_scale_covariate"] = self.noise_scale_covariate  # older artifacts: eff_step
         scalars["content_sha256"] = content_sha256(scalars)
         self.checksum, self.content_checked = scalars["content_sha256"], True
         self.model_checksum = model_sha256(scalars)
@@ -383,6 +396,9 @@ class Surrogate:
         if "content_sha256" in s and s["content_sha256"] != content:
             raise SurrogateError(f"surrogate file {str(js)!r} does not match its content_sha256 (edited after "
                                  f"fitting); refit it with `ohgw-bench fit {d}`")
+        if s.get("noise_scale_covariate", "eff_step") not in ("eff_step", "level"):
+            raise SurrogateError(f"surrogate file {str(js)!r} has noise_scale_covariate="
+                                 f"{s['noise_scale_covariate']!r}; this ohgw-bench knows 'eff_step' and 'level'")
         import io
         with np.load(io.BytesIO(blob)) as z:
             z = {k: z[k] for k in z.files}
@@ -397,7 +413,8 @@ class Surrogate:
                    div_coef=z["div_coef"], hg_mean_gp=GP.from_arrays(z, "hg_mean_gp"),
                    hg_logsd_gp=GP.from_arrays(z, "hg_logsd_gp"), hg_batch_seconds=float(s["hg_batch_seconds"]),
                    meta=s.get("meta", {}), noise_scale_coef=z.get("noise_scale_coef"),
-                   noise_scale_ref=z.get("noise_scale_ref"), checksum=content, content_checked="content_sha256" in s,
+                   noise_scale_ref=z.get("noise_scale_ref"),
+                   noise_scale_covariate=str(s.get("noise_scale_covariate", "eff_step")), checksum=content, content_checked="content_sha256" in s,
                    model_checksum=model_sha256(s))
 
 
@@ -407,7 +424,7 @@ def predictive_samples(sur: Surrogate, U: np.ndarray, n: int, rng: np.random.Gen
     + seed noise."""
     mu, sd = sur.predictive_logit(U)
     chol = np.linalg.cholesky(sur.noise_corr + 1e-9 * np.eye(sur.epochs))
-    scale = sur.noise_scale(U)[None] if getattr(sur, "noise_scale_coef", None) is not None else 1.0
+    scale = sur.noise_scale(U, mu)[None] if getattr(sur, "noise_scale_coef", None) is not None else 1.0
     z = rng.standard_normal((n, U.shape[0], sur.epochs)) @ chol.T * sur.noise_std * scale
     m = rng.standard_normal((n, U.shape[0], 1)) * sd[None] if include_model else 0.0
     return sigmoid(mu[None] + m + z)
@@ -418,7 +435,7 @@ def model_sha256(doc: dict) -> str:
     them) and ``meta["startup_s_by_runner"]``; the rest of meta (fidelity figures, calibration stores)
     is left out, so refitting the report of an unchanged model does not invalidate simulations."""
     body = {k: v for k, v in doc.items() if k not in ("content_sha256", "meta")}
-    for k in ("startup_s_by_runner", "epoch_time_scale_by_runner"):
+    for k in ("startup_s_by_runner", "epoch_time_scale_by_runner", "hg_batch_seconds_by_runner"):
         body[k] = (doc.get("meta") or {}).get(k)
     return content_sha256(body)
 

@@ -312,12 +312,15 @@ def seed_noise_dependence(curves: pd.DataFrame, rungs, epochs: int, alpha: float
                           min_ratio: float = 1.5) -> dict:
     """Does the per-configuration seed std (logit val accuracy, at each rung) depend on ψ?
 
-    Per rung: Spearman of the configs' seed std with log10 lr/(1−μ) (n configs, p); a likelihood-ratio
-    test of log σ² linear in log10 lr/(1−μ) against a constant σ (1 df) and against log σ² linear in
-    all five unit-cube ψ coordinates (5 df). Decision: propose a heteroscedastic noise model only if
-    some rung's 1-df test is significant after Holm's correction over the rungs at level ``alpha`` and
-    its fitted std changes by at least ``min_ratio`` between the 10th and 90th percentile of
-    lr/(1−μ) over the configurations: a detectable and consequential dependence."""
+    Per rung: Spearman of the configs' seed std with log10 lr/(1−μ) (n configs, p); likelihood-ratio
+    tests (1 df) of log σ² linear in a covariate against a constant σ, for two covariates: log10
+    lr/(1−μ) (``eff_step``, instability) and the configuration's mean logit accuracy at that rung
+    (``level``, where on its curve a run is); and log σ² linear in all five unit-cube ψ coordinates
+    (5 df). A covariate qualifies if some rung's 1-df test is significant after Holm's correction over
+    the rungs at level ``alpha`` and its fitted std changes by at least ``min_ratio`` between the 10th
+    and 90th percentile of the covariate: a detectable and consequential dependence. Decision: a
+    heteroscedastic noise model on the qualifying covariate with the larger sum of LRT statistics over
+    the rungs; none qualifies: constant."""
     piv = repeated_matrix(curves, epochs)
     rungs = _check_rungs(rungs, epochs)
     if piv.empty:
@@ -343,31 +346,45 @@ def seed_noise_dependence(curves: pd.DataFrame, rungs, epochs: int, alpha: float
         tl = lr_test(ss, k - 1, ((lvl - lvl.mean()) / lvl.std())[:, None])
         x10, x90 = np.quantile(x, [0.1, 0.9])
         ratio = float(np.exp(0.5 * t1["coef"][0] * (x90 - x10) / x.std()))
+        l10, l90 = np.quantile(lvl, [0.1, 0.9])
+        tl["std_ratio_p90_vs_p10"] = float(np.exp(0.5 * tl["coef"][0] * (l90 - l10) / lvl.std()))
         per[int(r)] = {"n_configs": int(len(ss)), "seed_std_median": float(np.median(sd)),
                        "spearman_vs_eff_step": {"rho": float(sp.statistic), "p": float(sp.pvalue)},
                        "lrt_eff_step": t1, "lrt_all_psi": t5, "lrt_mean_level": tl,
                        "spearman_eff_step_vs_mean_level": float(spearmanr(x, lvl).statistic),
                        "std_ratio_p90_vs_p10": ratio}
-    # Holm over rungs for the 1-df test
-    order = sorted(per, key=lambda r: per[r]["lrt_eff_step"]["p"])
-    m, running = len(order), 0.0
-    for i, r in enumerate(order):
-        running = max(running, min(1.0, (m - i) * per[r]["lrt_eff_step"]["p"]))
-        per[r]["lrt_eff_step"]["p_holm"] = running
-    hits = [r for r in per if per[r]["lrt_eff_step"]["p_holm"] < alpha
-            and max(per[r]["std_ratio_p90_vs_p10"], 1.0 / per[r]["std_ratio_p90_vs_p10"]) >= min_ratio]
+    # Holm over rungs for each covariate's 1-df test
+    for key in ("lrt_eff_step", "lrt_mean_level"):
+        order = sorted(per, key=lambda r: per[r][key]["p"])
+        m, running = len(order), 0.0
+        for i, r in enumerate(order):
+            running = max(running, min(1.0, (m - i) * per[r][key]["p"]))
+            per[r][key]["p_holm"] = running
+
+    def qualifying(key, ratio):
+        return [r for r in per if per[r][key]["p_holm"] < alpha and max(ratio(r), 1.0 / ratio(r)) >= min_ratio]
+    hits_by = {"eff_step": qualifying("lrt_eff_step", lambda r: per[r]["std_ratio_p90_vs_p10"]),
+               "level": qualifying("lrt_mean_level", lambda r: per[r]["lrt_mean_level"]["std_ratio_p90_vs_p10"])}
+    strength = {"eff_step": sum(per[r]["lrt_eff_step"]["statistic"] for r in per),
+                "level": sum(per[r]["lrt_mean_level"]["statistic"] for r in per)}
+    chosen = max((c for c in hits_by if hits_by[c]), key=lambda c: strength[c], default=None)
+    hits = hits_by[chosen] if chosen else []
     all_x = effective_step(curves.groupby("config_id")[[f"psi_{k}" for k in PSI_KEYS]].first())
     out = {"n_configs": int(len(psi)), "seeds_per_config": sorted(set(k.astype(int).tolist())),
            "covariate": "log10 lr/(1-momentum)",
            "eff_step_range_repeated": [float(x.min()), float(x.max())],
            "eff_step_range_all_configs": [float(all_x.min()), float(all_x.max())],
-           "rule": (f"heteroscedastic only if a rung's LRT (log σ² linear in log10 lr/(1-μ), 1 df) has Holm-adjusted "
-                    f"p < {alpha} and the fitted std changes ≥ {min_ratio}× between the 10th and 90th percentile of "
-                    "lr/(1-μ)"),
+           "rule": (f"a covariate (log10 lr/(1-μ), or the mean logit accuracy at the rung) qualifies if a rung's LRT "
+                    f"(log σ² linear in it, 1 df) has Holm-adjusted p < {alpha} and the fitted std changes ≥ "
+                    f"{min_ratio}× between its 10th and 90th percentile; of the qualifying ones, the larger sum of LRT "
+                    "statistics over the rungs is modelled"),
+           "qualifying_rungs": hits_by, "lrt_sum": strength,
            "per_rung": per}
-    if hits:
-        out["decision"] = ("use a heteroscedastic seed-noise model: log σ² linear in log10 lr/(1-μ), fitted per "
-                           "epoch (`ohgw-bench fit` enables it)")
+    out["covariate"] = chosen
+    if chosen:
+        from .fit import NOISE_COVARIATES
+        out["decision"] = (f"use a heteroscedastic seed-noise model: log σ² linear in {NOISE_COVARIATES[chosen]}, "
+                           "fitted per epoch (`ohgw-bench fit` enables it)")
         out["rungs_with_dependence"] = sorted(hits)
     else:
         out["decision"] = "keep the constant seed-noise model"
@@ -383,12 +400,12 @@ def dependence_table(dep: dict) -> list[str]:
          f"all collected configurations {dep['eff_step_range_all_configs'][0]:.2f} to "
          f"{dep['eff_step_range_all_configs'][1]:.2f}); seed std on the logit scale.", "",
          "| rung | n | median seed std | Spearman vs lr/(1−μ) (ρ, p) | LRT lr/(1−μ) (χ², p, Holm p) | "
-         "std ratio p90/p10 | LRT all ψ (χ², df, p) | LRT mean logit level (χ², p) |",
-         "|---|---|---|---|---|---|---|---|"]
+         "std ratio p90/p10 | LRT all ψ (χ², df, p) | LRT mean logit level (χ², p, Holm p) | std ratio p90/p10 (level) |",
+         "|---|---|---|---|---|---|---|---|---|"]
     for r, v in dep["per_rung"].items():
-        s, t1, t5 = v["spearman_vs_eff_step"], v["lrt_eff_step"], v["lrt_all_psi"]
+        s, t1, t5, tl = v["spearman_vs_eff_step"], v["lrt_eff_step"], v["lrt_all_psi"], v["lrt_mean_level"]
         L.append(f"| {r} | {v['n_configs']} | {v['seed_std_median']:.3f} | {s['rho']:.3f}, {s['p']:.3g} | "
                  f"{t1['statistic']:.2f}, {t1['p']:.3g}, {t1['p_holm']:.3g} | {v['std_ratio_p90_vs_p10']:.2f} | "
-                 f"{t5['statistic']:.2f}, {t5['df']}, {t5['p']:.3g} | {v['lrt_mean_level']['statistic']:.2f}, "
-                 f"{v['lrt_mean_level']['p']:.3g} |")
+                 f"{t5['statistic']:.2f}, {t5['df']}, {t5['p']:.3g} | {tl['statistic']:.2f}, {tl['p']:.3g}, "
+                 f"{tl['p_holm']:.3g} | {tl['std_ratio_p90_vs_p10']:.2f} |" if "p_holm" in tl else f"–, – |")
     return L + ["", f"Rule: {dep['rule']}. Decision: **{dep['decision']}**."]

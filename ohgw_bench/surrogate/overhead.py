@@ -1,4 +1,5 @@
-"""Start-up overhead of real trial segments (per trial runner), measured from real sweeps' results stores."""
+"""Start-up overhead of real trial segments and the cost of one hyper-gradient batch of a warm start (per
+trial runner), measured from real sweeps' results stores."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,3 +70,47 @@ def sweep_epoch_times(results_dir: "str | list[str]") -> pd.DataFrame:
     ws = res["ws_cost_s"].fillna(0.0).where(res["epoch"] == 1, 0.0)
     out["epoch_time"] = (res["epoch_time"] - ws).to_numpy()
     return out[np.isfinite(out["epoch_time"]) & (out["epoch_time"] > 0)].reset_index(drop=True)
+
+
+def _raw_batches(spec: str) -> int | None:
+    """Hyper-gradient batches a raw-rule hypergradient warm start takes (steps × batches); None for
+    warm starts whose batch count depends on the data (normalized rule) or that take none."""
+    from ..warmstart.spec import WarmStart
+    try:
+        ws = WarmStart.parse(spec)
+    except ValueError:
+        return None
+    if ws.kind != "hypergradient" or ws.rule != "raw":
+        return None
+    return int(ws.steps) * int(ws.batches)
+
+
+def ws_batch_seconds(results_dirs: "str | list[str]") -> dict | None:
+    """Seconds per hyper-gradient batch of real trials' warm starts (``ws_cost_s`` / batches, raw-rule
+    hypergradient variants of the stores' configs), pooled over the stores; None if they ran none."""
+    import yaml
+    dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
+    per = []
+    for d in dirs:
+        cfg = yaml.safe_load((Path(d) / "config.yaml").read_text()) or {}
+        nb = {v: _raw_batches(spec) for v, spec in (cfg.get("variants") or {}).items()}
+        res = load(d)[0]
+        first = res[(res["epoch"] == 1) & res["variant"].map(lambda v: bool(nb.get(v)))]
+        cost = first["ws_cost_s"].to_numpy(float) / first["variant"].map(nb).to_numpy(float)
+        per.append(cost[np.isfinite(cost) & (cost > 0)])
+    c = np.concatenate(per) if per else np.array([])
+    if not c.size:
+        return None
+    return {"median_s": float(np.median(c)), "q25_s": float(np.quantile(c, 0.25)),
+            "q75_s": float(np.quantile(c, 0.75)), "n": int(c.size)}
+
+
+def ws_batch_by_runner(results_dirs: "str | list[str]") -> dict[str, dict]:
+    """:func:`ws_batch_seconds` per trial runner (runners whose stores ran no raw-rule warm start are
+    left out: their simulations keep the collection's measurement)."""
+    dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
+    groups: dict[str, list] = {}
+    for d in dirs:
+        groups.setdefault(runner_of(d), []).append(str(d))
+    out = {r: ws_batch_seconds(ds) for r, ds in groups.items()}
+    return {r: v for r, v in out.items() if v is not None}

@@ -92,14 +92,19 @@ class _KnowsTheMean:
         return mu, np.zeros_like(mu)
 
 
-def test_a_surrogate_that_knows_the_mean_beats_a_rerun():
-    rng = np.random.default_rng(4)
-    n, k, sigma = 200, 3, 0.2
+def _noisy_runs(n: int, k: int, sigma: float, seed: int):
+    """(mean logit curves, curves of k seeds with Gaussian logit noise sigma, the configs' unit lr)."""
+    rng = np.random.default_rng(seed)
     mu = logit(mean_curves(n, rng))
-    acc = sigmoid(mu[:, None, :] + sigma * rng.standard_normal((n, k, EPOCHS)))
-    curves = curves_from(acc)
-    fake = _KnowsTheMean(to_unit_array(curves.groupby("config_id")[[f"psi_{k}" for k in PSI_KEYS]].first())[:, 0],
-                         mu, sigma)
+    curves = curves_from(sigmoid(mu[:, None, :] + sigma * rng.standard_normal((n, k, EPOCHS))))
+    unit_lr = to_unit_array(curves.groupby("config_id")[[f"psi_{k_}" for k_ in PSI_KEYS]].first())[:, 0]
+    return mu, curves, unit_lr
+
+
+def test_a_surrogate_that_knows_the_mean_beats_a_rerun():
+    sigma = 0.2
+    mu, curves, unit_lr = _noisy_runs(200, 3, sigma, seed=4)
+    fake = _KnowsTheMean(unit_lr, mu, sigma)
     nc = noise_ceiling(curves, [(fake, curves, None)], RUNGS, EPOCHS, n_mc=400, n_boot=50)
     for r in RUNGS:
         f = nc["figures"]["all"]
@@ -186,12 +191,9 @@ def test_fit_writes_the_ceiling_and_the_noise_test(tmp_path):
 
 def test_promoted_check_compares_like_with_like_on_the_targeted_subsets():
     from ohgw_bench.surrogate.noise_ceiling import promoted_check, promoted_table
-    rng = np.random.default_rng(11)
-    n, k, sigma = 120, 3, 0.2
-    mu = logit(mean_curves(n, rng))
-    acc = sigmoid(mu[:, None, :] + sigma * rng.standard_normal((n, k, EPOCHS)))
-    curves = curves_from(acc)
-    unit_lr = to_unit_array(curves.groupby("config_id")[[f"psi_{k}" for k in PSI_KEYS]].first())[:, 0]
+    n, sigma = 120, 0.2
+    mu, curves, unit_lr = _noisy_runs(n, 3, sigma, seed=11)
+    rng = np.random.default_rng(12)
     subsets = {"promoted": list(range(60)), "promoted-9": list(range(30))}
     good = noise_ceiling(curves, [(_KnowsTheMean(unit_lr, mu, sigma), curves, None)], RUNGS, EPOCHS, n_mc=300,
                          n_boot=20, subsets=subsets)

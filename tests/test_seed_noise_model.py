@@ -15,15 +15,20 @@ def _sd_at(x):  # true seed std of logit accuracy: 0.30 at the smallest effectiv
     return np.exp(np.interp(x, [-3.0, 1.5], [np.log(0.30), np.log(0.05)]))
 
 
-def _collection(n_configs=40, n_seeds=4, seed=0):
+def _step_law(u, psi):
+    """Final accuracy from the learning rate's unit coordinate; seed std from the effective step."""
+    x = effective_step(pd.DataFrame({f"psi_{k}": [psi[k]] for k in PSI_KEYS}))[0]
+    return 0.3 + 0.2 * u[0], _sd_at(x)
+
+
+def _collection(n_configs=40, n_seeds=4, seed=0, law=_step_law):
     rng = np.random.default_rng(seed)
     rows, hrows = [], []
     for i, u in enumerate(rng.random((n_configs, 5))):
         psi = space.from_unit(u)
-        x = effective_step(pd.DataFrame({f"psi_{k}": [psi[k]] for k in PSI_KEYS}))[0]
-        final = 0.3 + 0.2 * u[0]
+        final, sd = law(u, psi)
         for s in range(n_seeds):
-            off = rng.normal(0, _sd_at(x))
+            off = rng.normal(0, sd)
             for e in range(1, EPOCHS + 1):
                 z = np.log(final / (1 - final)) * (1 - np.exp(-e / 6)) + off * e / EPOCHS + rng.normal(0, 0.01)
                 acc = 1 / (1 + np.exp(-z))
@@ -70,26 +75,12 @@ def test_simulated_seed_spread_follows_the_effective_step(tmp_path):
     assert _final_logit_std(back, lo, n=50) == _final_logit_std(sur, lo, n=50)
 
 
-def _level_collection(n_configs=40, n_seeds=4, seed=1):
+def _level_law(u, psi):
     """Seed noise that shrinks with the accuracy a configuration reaches (and not with lr/(1−μ)): the
-    final logit seed std is 0.30 at the lowest level and 0.06 at the highest."""
-    rng = np.random.default_rng(seed)
-    curves, hgs = _collection(n_configs, n_seeds, seed)
-    rows = []
-    for i, u in enumerate(rng.random((n_configs, 5))):
-        psi = space.from_unit(u)
-        final = 0.25 + 0.4 * u[3]        # the level follows the augmentation magnitude, not the step
-        sd = np.interp(final, [0.25, 0.65], [0.30, 0.06])
-        for s in range(n_seeds):
-            off = rng.normal(0, sd)
-            for e in range(1, EPOCHS + 1):
-                z = np.log(final / (1 - final)) * (1 - np.exp(-e / 6)) + off * e / EPOCHS + rng.normal(0, 0.01)
-                acc = 1 / (1 + np.exp(-z))
-                rows.append({"config_id": i, "seed": s, **{f"psi_{k}": psi[k] for k in PSI_KEYS}, "epoch": e,
-                             "val_acc": acc, "val_loss": 1.0, "train_loss": 1.0, "train_acc": acc,
-                             "test_acc": acc if e in (1, 3, 9, EPOCHS) else np.nan, "test_loss": np.nan,
-                             "epoch_time": 2.0, "train_time": 1.8, "cum_time": 2.0 * e, "diverged": 0})
-    return pd.DataFrame(rows), hgs
+    level follows the augmentation magnitude; the final logit seed std is 0.30 at the lowest level and
+    0.06 at the highest."""
+    final = 0.25 + 0.4 * u[3]
+    return final, float(np.interp(final, [0.25, 0.65], [0.30, 0.06]))
 
 
 def test_seed_noise_that_follows_the_accuracy_level_is_modelled_on_the_level(tmp_path):
@@ -99,7 +90,7 @@ def test_seed_noise_that_follows_the_accuracy_level_is_modelled_on_the_level(tmp
 
     from ohgw_bench.surrogate.model import SurrogateError
     from ohgw_bench.surrogate.noise_ceiling import seed_noise_dependence
-    curves, hgs = _level_collection()
+    curves, hgs = _collection(seed=1, law=_level_law)
     dep = seed_noise_dependence(curves, [1, 3, 9, EPOCHS], EPOCHS)
     assert dep["covariate"] == "level" and EPOCHS in dep["rungs_with_dependence"]
     assert dep["lrt_sum"]["level"] > dep["lrt_sum"]["eff_step"]

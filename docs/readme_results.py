@@ -77,6 +77,35 @@ def _verify(task: str) -> list[str]:
                    + ("; **computed with an earlier fit of the surrogate**" if stale else "")
                    + f"; HPO-level checks on {', '.join(f'`{k}`' for k in checked)} "
                      f"({'/'.join(map(str, n_real))} real replicates each), τ = {fixed(v['tau'])}.")
+        out += _verify_extras(f.parent, rel)
+    return out
+
+
+def _verify_extras(vdir: Path, rel: Path) -> list[str]:
+    """Sub-lines for a verification's companions: the band check's false-failure rate with a perfect
+    surrogate (benchmarks/band_null_rate.py) and the clock-matched rerun (benchmarks/verify_clock_matched.py)."""
+    out = []
+    null = _load(vdir / "band-null.json")
+    if null is not None:
+        rates = [r["false_fail_rate"] for r in null["variants"]]
+        low = min(null["variants"], key=lambda r: r["p_share_le_real"])
+        out.append(f"  - Band check with a perfect surrogate ([band-null.md]({rel}/band-null.md), {null['draws']} "
+                   f"draws per variant): fails {pct(min(rates))}–{pct(max(rates))} of the time per variant, at least "
+                   f"one of {len(rates)} variants with probability {fixed(null['p_any_fail'], 2)}; the least likely "
+                   f"real band share, `{low['variant']}` {fixed(low['real_band_share'], 2)}, has one-sided "
+                   f"p = {low['p_share_le_real']:.3g} under the surrogate, {low['p_holm']:.3g} Holm-adjusted over the "
+                   f"variants; rejected at 0.05: "
+                   + (", ".join(f"`{k}`" for k in null["rejected_holm_0.05"]) if null["rejected_holm_0.05"] else "none")
+                   + ".")
+    cm = _load(vdir / "clock-matched" / "clock-matched.json")
+    cmv = _load(vdir / "clock-matched" / "verify" / "verify.json")
+    if cm is not None and cmv is not None:
+        failed = [k for k, ok in cmv["checks"].items() if ok is False and k.startswith("hpo/")]
+        out.append(f"  - Clock matched to the verification stores ([clock-matched.md]({rel}/clock-matched/"
+                   f"clock-matched.md); sensitivity, not held out): their epoch times run "
+                   f"{fixed(cm['pooled_scale'], 3)}× the calibrated time model's; with the simulated clock scaled "
+                   f"by that, HPO-level checks failed: "
+                   + (", ".join(f"`{k}`" for k in failed) if failed else "none") + ".")
     return out
 
 

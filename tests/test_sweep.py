@@ -184,3 +184,36 @@ def test_sweep_without_a_baseline_variant_finishes_and_says_why_there_is_no_repo
     assert r.returncode == 0, r.stderr[-2000:]
     assert "no report: sweep config key 'variants' has no baseline" in r.stderr
     assert (tmp_path / "nobase" / "results.parquet").exists() and not (tmp_path / "nobase" / "report").exists()
+
+
+_PASHA_EPSILON = """
+import numpy as np
+from ohgw_bench.space import syne_tune_space
+from ohgw_bench.sweeps.schedulers import make_scheduler
+out = []
+for k in range(10):
+    rng = np.random.default_rng(k)
+    s = make_scheduler("pasha", syne_tune_space(epochs=27), 0, max_epochs=27)
+    rs = s.terminator._rung_systems[0]
+    for t in range(30):   # trials that reached different epochs; accuracies with ties, as on a finite val set
+        n = 1 + int(rng.integers(0, 9))
+        for e, v in enumerate((0.02 * np.arange(1, n + 1) + rng.normal(0, 0.03, n)).round(2), 1):
+            rs._update_per_epoch_results(str(t), {"epoch": e, "val_acc": float(v)})
+    rs.current_rung_idx = 2
+    rs._update_epsilon()
+    out.append(repr(rs.epsilon))
+print(out)
+"""
+
+
+def test_pasha_epsilon_does_not_depend_on_the_string_hash_seed():
+    """Syne Tune's PASHA iterates sets of string trial ids to estimate its ranking noise ε; with tied
+    accuracies the pair orientation, hence ε, followed the per-process hash seed (the same replicate
+    seed simulated differently in another process). make_scheduler fixes the order."""
+    outs = set()
+    for h in ("1", "2", "3", "4"):
+        r = subprocess.run([sys.executable, "-c", _PASHA_EPSILON], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONHASHSEED": h})
+        assert r.returncode == 0, r.stderr
+        outs.add(r.stdout)
+    assert len(outs) == 1

@@ -314,3 +314,83 @@ def test_rank_consistency_reads_a_replicates_order_from_epoch_1_to_3():
     assert rank_consistency(rev) == pytest.approx(-1.0)
     # trials stopped at epoch 1 do not count; fewer than four at both epochs: undefined
     assert np.isnan(rank_consistency(same[(same.trial_id < 3) | (same.epoch == 1)]))
+
+
+def _bench(name):
+    import importlib.util
+    from pathlib import Path
+    p = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, p)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_band_null_rate_rejects_shifted_real_curves_only(synthetic_surrogate_dir, fake_real, tmp_path, monkeypatch):
+    """benchmarks/band_null_rate.py: simulated stand-ins for the real replicates give the band check's
+    false-failure rate; the Holm-adjusted test rejects real curves shifted down, not the surrogate's own."""
+    monkeypatch.setenv("OHGW_WORKERS", "1")
+    bench = _bench("band_null_rate")
+    root, d = fake_real
+    shifted = tmp_path / "shifted"
+    shutil.copytree(d, shifted)
+    r = pd.read_parquet(shifted / "results.parquet")
+    r["val_acc"] -= 0.08
+    r.to_parquet(shifted / "results.parquet")
+    out = {}
+    for label, real in (("self", d), ("shifted", shifted)):
+        res = _verify(synthetic_surrogate_dir, [real], root)
+        assert bench.main([str(root / "v"), "--draws", "60"]) == 0
+        js = json.loads((root / "v" / "band-null.json").read_text())
+        assert [v["variant"] for v in js["variants"]] == res["hpo_level"]["checked_variants"]
+        for v in js["variants"]:
+            assert v["real_band_share"] == res["hpo_level"]["per_variant"][v["variant"]]["band_share"]
+            assert 0.0 <= v["false_fail_rate"] <= 1.0 and v["p_holm"] >= v["p_share_le_real"] >= 1 / 61
+        out[label] = js
+    assert out["self"]["rejected_holm_0.05"] == []
+    assert out["shifted"]["rejected_holm_0.05"] == ["asha/baseline", "asha/ohgw-1step"]
+    assert (root / "v" / "band-null.md").read_text().count("| asha/") == 2
+
+
+def _epoch_time_store(d, sur, factor, runner, seed):
+    """A store whose epochs take exactly ``factor`` × the surrogate's time model (epoch 1 + 5 s)."""
+    from ohgw_bench import space
+    from ohgw_bench.space import PSI_KEYS
+    rng = np.random.default_rng(seed)
+    U = rng.random((40, 5))
+    rows = []
+    for u, lt in zip(U, sur.epoch_log_time(U)):
+        psi = space.from_unit(u)
+        for e in (1, 2, 3):
+            rows.append({**{f"xp_{k}": psi[k] for k in PSI_KEYS}, "epoch": e, "ws_cost_s": 0.0,
+                         "epoch_time": float(np.exp(lt)) * factor + (5.0 if e == 1 else 0.0)})
+    d.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(d / "results.parquet")
+    (d / "config.yaml").write_text(yaml.safe_dump({"runner": runner}))
+    return d
+
+
+def test_clock_matched_copy_scales_only_the_runner_epoch_time(synthetic_surrogate_dir, tmp_path):
+    """benchmarks/verify_clock_matched.py: each store's epoch-time scale against the time model, and an
+    artifact copy whose runner clock is scaled by the pooled one (model arrays untouched)."""
+    from ohgw_bench.surrogate.model import Surrogate
+    bench = _bench("verify_clock_matched")
+    sur = Surrogate.load(synthetic_surrogate_dir)
+    a = _epoch_time_store(tmp_path / "a", sur, 1.3, "local", 0)
+    b = _epoch_time_store(tmp_path / "b", sur, 1.1, "local", 1)
+    runner, scales, pooled = bench.store_scales(sur, [str(a), str(b)])
+    assert runner == "local" and scales["scale"].tolist() == pytest.approx([1.3, 1.1])
+    assert 1.1 <= pooled <= 1.3
+    copy = bench.matched_copy(synthetic_surrogate_dir, tmp_path / "copy", runner, pooled)
+    again = Surrogate.load(tmp_path / "copy")   # checksums hold
+    assert again.meta["epoch_time_scale_by_runner"]["local"] == pytest.approx(pooled)
+    orig_doc = json.loads((synthetic_surrogate_dir / "surrogate.json").read_text())
+    copy_doc = json.loads((tmp_path / "copy" / "surrogate.json").read_text())
+    assert copy_doc["npz_sha256"] == orig_doc["npz_sha256"] and copy.model_checksum != sur.model_checksum
+    U = np.random.default_rng(2).random((5, 5))
+    assert again.for_runner("local").epoch_log_time(U) - sur.epoch_log_time(U) == pytest.approx(np.log(pooled))
+    _, s2, _ = bench.store_scales(again, [str(a)])
+    assert s2["scale"].iloc[0] == pytest.approx(1.3 / pooled)
+    c = _epoch_time_store(tmp_path / "c", sur, 1.0, "persistent", 3)
+    with pytest.raises(SystemExit, match="different trial runners"):
+        bench.store_scales(sur, [str(a), str(c)])

@@ -102,7 +102,32 @@ def make_scheduler(name: str, config_space: dict, seed: int, grace_period: int =
     sched = cls(config_space, **kw)
     sched._ws_hook, sched._ws_first = hook, on_first_result
     sched._ws_seen = set()
+    _pasha_in_trial_order(sched)
     return sched
+
+
+class _TrialIds(set):
+    """A set of trial ids that iterates in numeric order. Syne Tune's PASHA estimates its ranking
+    noise ε by iterating sets of string trial ids (``PASHARungSystem._update_epsilon``); their order
+    follows Python's per-process string hash seed, so the same seed gave another ε, other promotions
+    and another result in another process. In id order every pair is also met in one orientation, so
+    its de-duplication of pairs across epochs (``seen_pairs``) works as written."""
+
+    def __iter__(self):
+        return iter(sorted(set.__iter__(self), key=lambda t: (len(str(t)), str(t))))
+
+
+class _TrialsByEpoch(dict):
+    def __setitem__(self, key, value):
+        super().__setitem__(key, _TrialIds(value))
+
+
+def _pasha_in_trial_order(sched) -> None:
+    """Make PASHA's ε reproducible (see ``_TrialIds``); other schedulers are left alone."""
+    from syne_tune.optimizer.schedulers.legacy_hyperband_pasha import PASHARungSystem
+    for rs in getattr(getattr(sched, "terminator", None), "_rung_systems", None) or ():
+        if isinstance(rs, PASHARungSystem):
+            rs.epoch_to_trials = _TrialsByEpoch({k: _TrialIds(v) for k, v in rs.epoch_to_trials.items()})
 
 
 _WRAPPED: dict[type, type] = {}

@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     req = [re.fullmatch(r"hpo/(.+)/n_real>=(\d+)", k) for k in held["checks"]]
     required, min_real = tuple(m.group(1) for m in req if m), held["hpo_level"]["min_real"]
     res = run_verify(str(copy), args.real, out=str(out / "verify"), sim_seeds=args.sim_seeds,
-                     min_real=min_real, required=required, gains_dir=str(sdir / "gains"))
+                     min_real=min_real, required=required,
+                     gains_dir=str(sdir / "gains") if (sdir / "gains" / "gains.parquet").exists() else None)
     rows = compare(held, res)
     write_json_atomic({"runner": runner, "scales": scales.to_dict("records"), "pooled_scale": pooled,
                        "variants": rows}, out / "clock-matched.json")

@@ -39,10 +39,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from ohgw_bench.analysis.verify import run_verify
+from ohgw_bench.analysis.verify import _secs, run_verify
 from ohgw_bench.store import write_json_atomic
 from ohgw_bench.surrogate.model import Surrogate
 from ohgw_bench.surrogate.overhead import runner_of, sweep_epoch_times
@@ -81,12 +80,6 @@ def matched_copy(sdir: Path, dest: Path, runner: str, factor: float) -> Surrogat
     return sur
 
 
-def _fmt_ci(ci) -> str:
-    lo, hi = ci
-    f = lambda x: "not reached" if not np.isfinite(x) else f"{x:.1f}"
-    return f"[{f(lo)}, {f(hi)}]"
-
-
 def compare(held: dict, matched: dict) -> list[dict]:
     out = []
     hv, mv = held["hpo_level"]["per_variant"], matched["hpo_level"]["per_variant"]
@@ -107,7 +100,7 @@ def compare(held: dict, matched: dict) -> list[dict]:
 
 
 def markdown(args, runner, scales: pd.DataFrame, pooled: float, rows: list[dict], held: dict, matched: dict) -> str:
-    f = lambda x: "not reached" if not np.isfinite(x) else f"{x:.1f}"
+    f = _secs
     L = ["# Held-out verification with the simulated clock matched to the verification stores", "",
          f"Surrogate `{args.surrogate_dir}`; real stores: " + ", ".join(f"`{d}`" for d in args.real) + ".",
          "", "Sensitivity analysis, not a held-out check: the clock-matched run scales the artifact's "
@@ -130,7 +123,7 @@ def markdown(args, runner, scales: pd.DataFrame, pooled: float, rows: list[dict]
           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         L.append(f"| {r['variant']} | {r['n_real']} / {r['n_sim']} | {r['band_heldout']:.2f} / {r['band_matched']:.2f} | "
-                 f"{f(r['median_real'])} {_fmt_ci(r['median_real_ci'])} | {f(r['median_sim_heldout'])} / "
+                 f"{f(r['median_real'])} [{f(r['median_real_ci'][0])}, {f(r['median_real_ci'][1])}] | {f(r['median_sim_heldout'])} / "
                  f"{f(r['median_sim_matched'])} | {r['median_inside_heldout']} / {r['median_inside_matched']} | "
                  f"{r['epochs_real']:.0f} [{r['epochs_real_ci'][0]:.0f}, {r['epochs_real_ci'][1]:.0f}] | "
                  f"{r['epochs_sim_heldout']:.0f} / {r['epochs_sim_matched']:.0f} | {r['epoch_time_sim_heldout']:.2f} / "
@@ -151,7 +144,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sim-seeds", type=int, default=200)
     args = ap.parse_args(argv)
     held = json.loads(Path(args.heldout).read_text())
-    held_real = [s.strip() for s in held["real"].split(",")]
+    held_real = [s["path"] for s in held["stores"]["real"]]
     if sorted(held_real) != sorted(args.real):
         sys.exit(f"error: --heldout {args.heldout!r} verified {held_real}, not the --real stores {args.real}")
     sdir, out = Path(args.surrogate_dir), Path(args.out)
